@@ -1,3 +1,83 @@
+// Python bindings of the model and its sessions. Long calls release the GIL.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+
+#include "model.h"
+
 namespace py = pybind11;
-void bind_model(py::module_& m) {}
+using q35::Model;
+using q35::Session;
+
+namespace {
+
+py::dict config_dict(const q35::Config& c) {
+  py::dict d;
+  d["n_layer"] = c.n_layer;
+  d["n_embd"] = c.n_embd;
+  d["n_vocab"] = c.n_vocab;
+  d["n_ctx_train"] = c.n_ctx_train;
+  d["rms_norm_eps"] = c.eps;
+  d["n_head"] = c.n_head;
+  d["n_head_kv"] = c.n_head_kv;
+  d["head_dim"] = c.head_dim;
+  d["n_rot"] = c.n_rot;
+  d["rope_theta"] = c.rope_theta;
+  d["rope_sections"] = std::vector<int>(c.rope_sections, c.rope_sections + 4);
+  d["ssm_conv_kernel"] = c.ssm_conv_kernel;
+  d["ssm_d_state"] = c.ssm_d_state;
+  d["ssm_n_group"] = c.ssm_n_group;
+  d["ssm_dt_rank"] = c.ssm_dt_rank;
+  d["ssm_d_inner"] = c.ssm_d_inner;
+  d["full_attn_interval"] = c.full_attn_interval;
+  d["n_expert"] = c.n_expert;
+  d["n_expert_used"] = c.n_expert_used;
+  d["n_ff_exp"] = c.n_ff_exp;
+  d["n_ff_shexp"] = c.n_ff_shexp;
+  d["is_attn"] = c.is_attn;
+  return d;
+}
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+  py::register_exception<std::length_error>(m, "ContextFullError", PyExc_ValueError);
+
+  py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+      .def(py::init<const std::string&, int>(), py::arg("path"), py::arg("n_threads") = 0,
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("config", [](const Model& md) { return config_dict(md.config()); })
+      .def_property_readonly("path", [](const Model& md) { return md.file().path(); })
+      .def_property_readonly("n_threads", [](const Model& md) { return md.pool().size(); });
+
+  m.def(
+      "read_config", [](const std::string& path) { return config_dict(q35::read_config(q35::GgufFile(path))); },
+      py::arg("path"), "Hyper-parameters of a qwen35moe GGUF, checked, without loading weights.");
+
+  py::class_<Session>(m, "Session")
+      .def(py::init([](std::shared_ptr<Model> model, int n_ctx) {
+             return std::make_unique<Session>(std::move(model), n_ctx);
+           }),
+           py::arg("model"), py::arg("n_ctx"), py::keep_alive<1, 2>())
+      .def(
+          "eval",
+          [](Session& s, py::array_t<int32_t, py::array::c_style | py::array::forcecast> ids, bool all_logits) {
+            if (ids.ndim() != 1) throw std::invalid_argument("token ids must be a 1-D sequence");
+            const int64_t n = ids.shape(0);
+            const int64_t V = s.model().config().n_vocab;
+            py::array_t<float> out = all_logits ? py::array_t<float>({n, V}) : py::array_t<float>({V});
+            const int32_t* p = ids.data();
+            float* o = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              s.eval(p, n, all_logits, o);
+            }
+            return out;
+          },
+          py::arg("ids"), py::arg("all_logits") = false)
+      .def("reset", &Session::reset)
+      .def_property_readonly("n_past", &Session::n_past)
+      .def_property_readonly("n_ctx", &Session::n_ctx);
+}

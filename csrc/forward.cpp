@@ -1,1 +1,450 @@
-// placeholder
+// The qwen35moe forward pass, one function per layer kind, in the spirit of llama2.c's run.c.
+// Shapes are in comments: [T] is the number of tokens of this call, H the hidden size.
+// The math follows ../shared/docs/qwen35moe-spec.md section 2 with GGUF-convention weights:
+// norms carry their (1 + w), ssm_a holds -exp(A_log), DeltaNet value heads are "tiled"
+// (value head j reads key head j mod nk).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "model.h"
+
+namespace q35 {
+
+// Tokens per internal batch: bounds scratch memory for long prompts.
+constexpr int64_t MAX_BATCH = 512;
+
+struct Scratch {
+  std::vector<float> x, xn, out;          // [T, H] residual, normed input, layer output
+  std::vector<float> qg, k, v, o;         // attention: [T, 2*nh*D], [T, nkv*D] x2, [T, nh*D]
+  std::vector<std::vector<float>> att;    // per thread: [n_ctx] scores
+  std::vector<float> mqkv, cv, z, b, a, y;  // DeltaNet: [T, conv_dim] x2, [T, nv*dv], [T, nv] x2, [T, nv*dv]
+  std::vector<float> rl;                  // router logits [T, E]
+  std::vector<int> sel;                   // [T, k] chosen experts
+  std::vector<float> selw;                // [T, k] their weights
+  std::vector<float> ex, eg, eu, ed;      // expert batch: [n_e, H], [n_e, I] x2, [n_e, H]
+  std::vector<float> sg;                  // [T] shared-expert gate logits
+  std::vector<uint8_t> xq;                // activations in the weight's dot-product type
+  std::vector<float> inv_freq;            // [n_rot / 2]
+};
+
+namespace {
+
+float* buf(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+// y = x / rms(x) * w, over n values (w already holds 1 + w for RMSNorm1p weights).
+void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; i++) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+// x *= (sum x^2 + eps)^-1/2, as HF's l2norm in the DeltaNet.
+void l2norm(float* x, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; i++) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss + eps));
+  for (int64_t i = 0; i < n; i++) x[i] *= scale;
+}
+
+// NeoX ("rotate half") RoPE on the first n_rot dims: pairs (i, i + n_rot/2).
+// Text positions are equal on the t/h/w axes, so interleaved M-RoPE reduces to this.
+void rope(float* x, const float* inv_freq, int n_rot, int pos) {
+  const int half = n_rot / 2;
+  for (int i = 0; i < half; i++) {
+    const float ang = static_cast<float>(pos) * inv_freq[i];
+    const float c = std::cos(ang), s = std::sin(ang);
+    const float x0 = x[i], x1 = x[i + half];
+    x[i] = x0 * c - x1 * s;
+    x[i + half] = x1 * c + x0 * s;
+  }
+}
+
+// Y[t, r] = W.row(r) . X[t] for t < T, r < W.n_out. X: [T, W.n_in] float, Y: [T, W.n_out].
+// Activations are converted once to the weight's dot-product type.
+void matmul(ThreadPool& pool, const Mat& W, const float* X, int64_t T, float* Y, std::vector<uint8_t>& xq) {
+  const int64_t n_in = W.n_in, n_out = W.n_out;
+  const uint8_t* xa = reinterpret_cast<const uint8_t*>(X);
+  size_t xrow = static_cast<size_t>(n_in) * sizeof(float);
+  if (W.tt->vec_dot_type != T_F32) {
+    const TypeTraits* vt = type_traits(W.tt->vec_dot_type);
+    xrow = row_size(*vt, n_in);
+    if (xq.size() < xrow * T) xq.resize(xrow * T);
+    for (int64_t t = 0; t < T; t++) vt->from_float(X + t * n_in, xq.data() + t * xrow, n_in);
+    xa = xq.data();
+  }
+  const vec_dot_fn dot = W.tt->vec_dot;
+  pool.parallel_for(n_out, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const uint8_t* w = W.row(r);
+      for (int64_t t = 0; t < T; t++) Y[t * n_out + r] = dot(n_in, w, xa + t * xrow);
+    }
+  });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- gated full attention
+
+// xn: [T, H] normed input -> out: [T, H]. kv: this layer's cache index.
+static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, int kv, const float* xn, int64_t T,
+                            float* out, Scratch& s) {
+  const Config& c = M.config();
+  ThreadPool& pool = M.pool();
+  const int D = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
+  const int64_t qg_dim = 2 * nh * D, kv_dim = nkv * D;
+
+  float* qg = buf(s.qg, T * qg_dim);  // [T, nh, 2D]: per head [q | gate]
+  float* k = buf(s.k, T * kv_dim);    // [T, nkv, D]
+  float* v = buf(s.v, T * kv_dim);    // [T, nkv, D]
+  matmul(pool, w.wq, xn, T, qg, s.xq);
+  matmul(pool, w.wk, xn, T, k, s.xq);
+  matmul(pool, w.wv, xn, T, v, s.xq);
+
+  // Per-head RMSNorm, then RoPE, then append K and V to the cache.
+  const size_t need = static_cast<size_t>(st.n_past + T) * kv_dim;
+  if (st.k_cache[kv].size() < need) {
+    st.k_cache[kv].resize(need);
+    st.v_cache[kv].resize(need);
+  }
+  for (int64_t t = 0; t < T; t++) {
+    const int pos = st.n_past + static_cast<int>(t);
+    for (int h = 0; h < nh; h++) {
+      float* q = qg + t * qg_dim + h * 2 * D;
+      rmsnorm(q, q, w.q_norm.data(), D, c.eps);
+      rope(q, s.inv_freq.data(), c.n_rot, pos);
+    }
+    for (int g = 0; g < nkv; g++) {
+      float* kh = k + t * kv_dim + g * D;
+      rmsnorm(kh, kh, w.k_norm.data(), D, c.eps);
+      rope(kh, s.inv_freq.data(), c.n_rot, pos);
+    }
+    std::memcpy(st.k_cache[kv].data() + static_cast<size_t>(pos) * kv_dim, k + t * kv_dim, kv_dim * sizeof(float));
+    std::memcpy(st.v_cache[kv].data() + static_cast<size_t>(pos) * kv_dim, v + t * kv_dim, kv_dim * sizeof(float));
+  }
+
+  // Causal softmax attention per (token, head); query head h reads KV head h / (nh / nkv).
+  float* o = buf(s.o, T * nh * D);  // [T, nh*D]
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const float* kc = st.k_cache[kv].data();
+  const float* vc = st.v_cache[kv].data();
+  pool.run([&](int ith, int nth) {
+    std::vector<float>& sc = s.att[ith];
+    for (int64_t idx = ith; idx < T * nh; idx += nth) {
+      const int64_t t = idx / nh;
+      const int h = static_cast<int>(idx % nh);
+      const int g = h / (nh / nkv);
+      const int n_keys = st.n_past + static_cast<int>(t) + 1;
+      const float* q = qg + t * qg_dim + h * 2 * D;
+      float mx = -INFINITY;
+      for (int j = 0; j < n_keys; j++) {
+        const float* kj = kc + static_cast<size_t>(j) * kv_dim + g * D;
+        float d = 0.0f;
+        for (int i = 0; i < D; i++) d += q[i] * kj[i];
+        sc[j] = d * scale;
+        mx = std::max(mx, sc[j]);
+      }
+      float sum = 0.0f;
+      for (int j = 0; j < n_keys; j++) {
+        sc[j] = std::exp(sc[j] - mx);
+        sum += sc[j];
+      }
+      float* oh = o + t * nh * D + h * D;
+      std::fill(oh, oh + D, 0.0f);
+      for (int j = 0; j < n_keys; j++) {
+        const float p = sc[j] / sum;
+        const float* vj = vc + static_cast<size_t>(j) * kv_dim + g * D;
+        for (int i = 0; i < D; i++) oh[i] += p * vj[i];
+      }
+      const float* gate = q + D;  // output gate: O *= sigmoid(gate)
+      for (int i = 0; i < D; i++) oh[i] *= sigmoid(gate[i]);
+    }
+  });
+  matmul(pool, w.wo, o, T, out, s.xq);
+}
+
+// ---------------------------------------------------------------- Gated DeltaNet
+
+// xn: [T, H] -> out: [T, H]. dn: this layer's index among the DeltaNet layers.
+static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& st, int dn, const float* xn,
+                           int64_t T, float* out, Scratch& s) {
+  const Config& c = M.config();
+  ThreadPool& pool = M.pool();
+  const int nk = c.ssm_n_group, nv = c.ssm_dt_rank, dk = c.ssm_d_state, dv = c.ssm_d_state;
+  const int Kc = c.ssm_conv_kernel;
+  const int64_t C = c.conv_dim(), vdim = c.ssm_d_inner;
+
+  float* m = buf(s.mqkv, T * C);   // [T, C] raw [q | k | v] projections
+  float* z = buf(s.z, T * vdim);   // [T, nv*dv] output-gate input
+  float* b = buf(s.b, T * nv);     // [T, nv]
+  float* a = buf(s.a, T * nv);     // [T, nv]
+  matmul(pool, w.wqkv, xn, T, m, s.xq);
+  matmul(pool, w.wgate, xn, T, z, s.xq);
+  matmul(pool, w.wbeta, xn, T, b, s.xq);
+  matmul(pool, w.walpha, xn, T, a, s.xq);
+
+  // Causal depthwise conv over [conv state (Kc-1 rows); m], then SiLU. cv: [T, C].
+  float* cv = buf(s.cv, T * C);
+  float* cs = st.conv[dn].data();  // [Kc-1, C], oldest first
+  pool.parallel_for(C, [&](int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ch++) {
+      const float* wc = w.conv.data() + ch * Kc;
+      for (int64_t t = 0; t < T; t++) {
+        float acc = 0.0f;
+        for (int j = 0; j < Kc; j++) {
+          const int64_t tau = t - (Kc - 1) + j;  // input time, < 0 means the state
+          const float in = tau >= 0 ? m[tau * C + ch] : cs[(Kc - 1 + tau) * C + ch];
+          acc += wc[j] * in;
+        }
+        cv[t * C + ch] = silu(acc);
+      }
+      // New state: the last Kc-1 rows of [state; m].
+      for (int r = 0; r < Kc - 1; r++) {
+        const int64_t tau = T - (Kc - 1) + r;
+        cs[r * C + ch] = tau >= 0 ? m[tau * C + ch] : cs[(Kc - 1 + tau) * C + ch];
+      }
+    }
+  });
+  // (The state update above reads rows it may already have overwritten when T < Kc-1:
+  // rows are rewritten in increasing r and read from r + T > r, so reads come first.)
+
+  // L2-normalise q and k per head; fold dk^-1/2 into q. Gates: beta = sigmoid(b),
+  // g = -exp(A_log) * softplus(a + dt_bias) stored back into a.
+  const float qscale = 1.0f / std::sqrt(static_cast<float>(dk));
+  for (int64_t t = 0; t < T; t++) {
+    float* row = cv + t * C;
+    for (int h = 0; h < nk; h++) {
+      float* q = row + h * dk;
+      l2norm(q, dk, c.eps);
+      for (int i = 0; i < dk; i++) q[i] *= qscale;
+      l2norm(row + nk * dk + h * dk, dk, c.eps);
+    }
+    for (int j = 0; j < nv; j++) {
+      b[t * nv + j] = sigmoid(b[t * nv + j]);
+      a[t * nv + j] = w.ssm_a[j] * softplus(a[t * nv + j] + w.dt_bias[j]);
+    }
+  }
+
+  // The delta rule, token by token, each value head independent (its state S is [dk, dv]):
+  //   S *= exp(g); pred = S^T k; delta = beta (v - pred); S += k delta^T; o = S^T q
+  // then the gated RMSNorm y = o / rms(o) * norm * silu(z).
+  float* y = buf(s.y, T * vdim);  // [T, nv*dv]
+  pool.parallel_for(nv, [&](int64_t j0, int64_t j1) {
+    std::vector<float> pred(dv), o(dv);
+    for (int64_t j = j0; j < j1; j++) {
+      float* S = st.ssm[dn].data() + j * dk * dv;
+      const int kh = static_cast<int>(j % nk);
+      for (int64_t t = 0; t < T; t++) {
+        const float* row = cv + t * C;
+        const float* q = row + kh * dk;
+        const float* k = row + nk * dk + kh * dk;
+        const float* v = row + 2 * nk * dk + j * dv;
+        const float decay = std::exp(a[t * nv + j]);
+        const float beta = b[t * nv + j];
+        std::fill(pred.begin(), pred.end(), 0.0f);
+        for (int i = 0; i < dk; i++) {
+          float* Si = S + i * dv;
+          for (int jj = 0; jj < dv; jj++) {
+            Si[jj] *= decay;
+            pred[jj] += Si[jj] * k[i];
+          }
+        }
+        for (int jj = 0; jj < dv; jj++) pred[jj] = beta * (v[jj] - pred[jj]);  // delta
+        std::fill(o.begin(), o.end(), 0.0f);
+        for (int i = 0; i < dk; i++) {
+          float* Si = S + i * dv;
+          for (int jj = 0; jj < dv; jj++) {
+            Si[jj] += k[i] * pred[jj];
+            o[jj] += Si[jj] * q[i];
+          }
+        }
+        float* yj = y + t * vdim + j * dv;
+        const float* zj = z + t * vdim + j * dv;
+        rmsnorm(yj, o.data(), w.norm.data(), dv, c.eps);
+        for (int jj = 0; jj < dv; jj++) yj[jj] *= silu(zj[jj]);
+      }
+    }
+  });
+  matmul(pool, w.wout, y, T, out, s.xq);
+}
+
+// ---------------------------------------------------------------- mixture of experts
+
+// xn: [T, H] -> out: [T, H]: routed top-k experts plus the sigmoid-gated shared expert.
+static void moe_layer(const Model& M, const MoeWeights& w, const float* xn, int64_t T, float* out, Scratch& s) {
+  const Config& c = M.config();
+  ThreadPool& pool = M.pool();
+  const int64_t H = c.n_embd, E = c.n_expert, K = c.n_expert_used, I = c.n_ff_exp, Is = c.n_ff_shexp;
+
+  // Router: softmax over all experts, keep the top k, renormalise their weights.
+  float* rl = buf(s.rl, T * E);  // [T, E]
+  matmul(pool, w.router, xn, T, rl, s.xq);
+  s.sel.resize(T * K);
+  float* selw = buf(s.selw, T * K);
+  std::vector<int> order(E);
+  for (int64_t t = 0; t < T; t++) {
+    float* p = rl + t * E;
+    const float mx = *std::max_element(p, p + E);
+    float sum = 0.0f;
+    for (int64_t e = 0; e < E; e++) sum += (p[e] = std::exp(p[e] - mx));
+    for (int64_t e = 0; e < E; e++) p[e] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int x, int y) { return p[x] > p[y] || (p[x] == p[y] && x < y); });
+    float top = 0.0f;
+    for (int64_t i = 0; i < K; i++) top += p[order[i]];
+    for (int64_t i = 0; i < K; i++) {
+      s.sel[t * K + i] = order[i];
+      selw[t * K + i] = p[order[i]] / top;
+    }
+  }
+
+  std::fill(out, out + T * H, 0.0f);
+  // Routed experts, one expert at a time over the tokens that chose it.
+  std::vector<std::vector<std::pair<int64_t, float>>> users(E);  // expert -> (token, weight)
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t i = 0; i < K; i++) users[s.sel[t * K + i]].push_back({t, selw[t * K + i]});
+  for (int64_t e = 0; e < E; e++) {
+    const auto& u = users[e];
+    if (u.empty()) continue;
+    const int64_t n = static_cast<int64_t>(u.size());
+    float* ex = buf(s.ex, n * H);  // [n, H]
+    float* eg = buf(s.eg, n * I);  // [n, I]
+    float* eu = buf(s.eu, n * I);  // [n, I]
+    float* ed = buf(s.ed, n * H);  // [n, H]
+    for (int64_t r = 0; r < n; r++) std::memcpy(ex + r * H, xn + u[r].first * H, H * sizeof(float));
+    matmul(pool, w.gate_exps.slice(e), ex, n, eg, s.xq);
+    matmul(pool, w.up_exps.slice(e), ex, n, eu, s.xq);
+    for (int64_t i = 0; i < n * I; i++) eg[i] = silu(eg[i]) * eu[i];
+    matmul(pool, w.down_exps.slice(e), eg, n, ed, s.xq);
+    for (int64_t r = 0; r < n; r++) {
+      float* o = out + u[r].first * H;
+      const float wt = u[r].second;
+      for (int64_t i = 0; i < H; i++) o[i] += wt * ed[r * H + i];
+    }
+  }
+
+  // Shared expert, gated per token by sigmoid(sh_gate . x).
+  float* eg = buf(s.eg, T * Is);
+  float* eu = buf(s.eu, T * Is);
+  float* ed = buf(s.ed, T * H);
+  float* sg = buf(s.sg, T);
+  matmul(pool, w.gate_sh, xn, T, eg, s.xq);
+  matmul(pool, w.up_sh, xn, T, eu, s.xq);
+  for (int64_t i = 0; i < T * Is; i++) eg[i] = silu(eg[i]) * eu[i];
+  matmul(pool, w.down_sh, eg, T, ed, s.xq);
+  matmul(pool, w.sh_gate, xn, T, sg, s.xq);
+  for (int64_t t = 0; t < T; t++) {
+    const float gt = sigmoid(sg[t]);
+    for (int64_t i = 0; i < H; i++) out[t * H + i] += gt * ed[t * H + i];
+  }
+}
+
+// ---------------------------------------------------------------- the whole model
+
+// Runs T <= MAX_BATCH tokens; writes logits of the last token, or of all, to logits
+// (nullptr: none, for the leading batches of a long prompt).
+static void forward_batch(const Model& M, SeqState& st, Scratch& s, const int32_t* ids, int64_t T, bool all_logits,
+                          float* logits) {
+  const Config& c = M.config();
+  const int64_t H = c.n_embd;
+  float* x = buf(s.x, T * H);     // [T, H] residual stream
+  float* xn = buf(s.xn, T * H);   // [T, H]
+  float* out = buf(s.out, T * H); // [T, H]
+  for (int64_t t = 0; t < T; t++) M.tok_embd.tt->to_float(M.tok_embd.row(ids[t]), x + t * H, H);
+
+  int kv = 0, dn = 0;
+  for (int l = 0; l < c.n_layer; l++) {
+    const Layer& L = M.layers[l];
+    for (int64_t t = 0; t < T; t++) rmsnorm(xn + t * H, x + t * H, L.attn_norm.data(), H, c.eps);
+    if (L.attn)
+      attention_layer(M, L.at, st, kv++, xn, T, out, s);
+    else
+      deltanet_layer(M, L.dn, st, dn++, xn, T, out, s);
+    for (int64_t i = 0; i < T * H; i++) x[i] += out[i];
+    for (int64_t t = 0; t < T; t++) rmsnorm(xn + t * H, x + t * H, L.post_norm.data(), H, c.eps);
+    moe_layer(M, L.moe, xn, T, out, s);
+    for (int64_t i = 0; i < T * H; i++) x[i] += out[i];
+  }
+  st.n_past += static_cast<int>(T);
+  if (!logits) return;
+
+  // Final norm and LM head, only for the rows asked for.
+  const int64_t first = all_logits ? 0 : T - 1;
+  const int64_t rows = T - first;
+  for (int64_t t = 0; t < rows; t++) rmsnorm(xn + t * H, x + (first + t) * H, M.output_norm.data(), H, c.eps);
+  matmul(M.pool(), M.output, xn, rows, logits, s.xq);
+}
+
+// ---------------------------------------------------------------- state and session
+
+void SeqState::init(const Config& cfg, int ctx) {
+  n_ctx = ctx;
+  const int n_attn = cfg.n_attn_layers();
+  const int n_dn = cfg.n_layer - n_attn;
+  k_cache.assign(n_attn, {});
+  v_cache.assign(n_attn, {});
+  conv.assign(n_dn, std::vector<float>(static_cast<size_t>(cfg.ssm_conv_kernel - 1) * cfg.conv_dim(), 0.0f));
+  ssm.assign(n_dn, std::vector<float>(static_cast<size_t>(cfg.ssm_dt_rank) * cfg.ssm_d_state * cfg.ssm_d_state, 0.0f));
+  n_past = 0;
+}
+
+void SeqState::clear() {
+  // The KV cache keeps its memory; entries past n_past are never read.
+  for (auto& v : conv) std::fill(v.begin(), v.end(), 0.0f);
+  for (auto& v : ssm) std::fill(v.begin(), v.end(), 0.0f);
+  n_past = 0;
+}
+
+Session::Session(std::shared_ptr<const Model> model, int n_ctx) : model_(std::move(model)) {
+  if (n_ctx < 1) throw std::invalid_argument("n_ctx must be at least 1, got " + std::to_string(n_ctx));
+  const Config& c = model_->config();
+  st_.init(c, n_ctx);
+  scratch_ = std::make_unique<Scratch>();
+  scratch_->inv_freq.resize(c.n_rot / 2);
+  for (int i = 0; i < c.n_rot / 2; i++) {
+    // float32 like transformers, so angles round the same way.
+    scratch_->inv_freq[i] = 1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.n_rot));
+  }
+}
+
+Session::~Session() = default;
+
+void Session::eval(const int32_t* ids, int64_t n, bool all_logits, float* out) {
+  const Config& c = model_->config();
+  if (n < 1) throw std::invalid_argument("eval needs at least one token");
+  for (int64_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= c.n_vocab) {
+      throw std::invalid_argument("token id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                                  " is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
+    }
+  }
+  if (static_cast<int64_t>(st_.n_past) + n > st_.n_ctx) {
+    throw std::length_error("context is full: " + std::to_string(st_.n_past) + " tokens evaluated + " +
+                            std::to_string(n) + " new > n_ctx " + std::to_string(st_.n_ctx));
+  }
+  Scratch& s = *scratch_;
+  s.att.resize(model_->pool().size());
+  for (auto& a : s.att)
+    if (a.size() < static_cast<size_t>(st_.n_ctx)) a.resize(st_.n_ctx);
+  const int64_t V = c.n_vocab;
+  for (int64_t off = 0; off < n; off += MAX_BATCH) {
+    const int64_t T = std::min(MAX_BATCH, n - off);
+    const bool last = off + T == n;
+    float* dst = all_logits ? out + off * V : (last ? out : nullptr);
+    forward_batch(*model_, st_, s, ids + off, T, all_logits, dst);
+  }
+}
+
+}  // namespace q35

@@ -1,0 +1,154 @@
+// The qwen35moe model: hyper-parameters and weight views read from a GGUF file, and the
+// per-sequence state. Weights are zero-copy views into the mmap'd file; only the small
+// per-channel vectors (norms, conv taps, gates' biases) are copied out as float.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf.h"
+#include "quant.h"
+#include "threadpool.h"
+
+namespace q35 {
+
+struct Config {
+  int n_layer = 0;          // main layers (block_count - nextn_predict_layers)
+  int n_embd = 0;           // H
+  int n_vocab = 0;          // V
+  int64_t n_ctx_train = 0;  // context_length
+  float eps = 1e-6f;        // rms_norm_eps (also the L2-norm eps)
+  // gated full attention
+  int n_head = 0;       // nh
+  int n_head_kv = 0;    // nkv
+  int head_dim = 0;     // D (key_length == value_length)
+  int n_rot = 0;        // rotary dims
+  float rope_theta = 1e7f;
+  int rope_sections[4] = {0, 0, 0, 0};
+  // Gated DeltaNet
+  int ssm_conv_kernel = 0;  // Kc
+  int ssm_d_state = 0;      // dk == dv
+  int ssm_n_group = 0;      // nk
+  int ssm_dt_rank = 0;      // nv
+  int ssm_d_inner = 0;      // nv * dv
+  int full_attn_interval = 4;
+  // MoE
+  int n_expert = 0;
+  int n_expert_used = 0;
+  int n_ff_exp = 0;    // I
+  int n_ff_shexp = 0;  // Is
+  std::vector<bool> is_attn;  // per layer: full attention (true) or DeltaNet
+
+  int conv_dim() const { return 2 * ssm_n_group * ssm_d_state + ssm_d_inner; }
+  int n_attn_layers() const;
+};
+
+// A weight matrix (or a stack of them): rows of n_in values in `type`, n_out rows per matrix.
+struct Mat {
+  const uint8_t* data = nullptr;
+  const TypeTraits* tt = nullptr;
+  int64_t n_in = 0;       // ne0
+  int64_t n_out = 0;      // ne1
+  int64_t n_mat = 1;      // ne2 (experts), 1 for a plain matrix
+  size_t row_bytes = 0;   // bytes of one row
+  size_t mat_bytes = 0;   // bytes from one matrix of the stack to the next
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+  Mat slice(int64_t m) const {  // matrix m of a stack
+    Mat s = *this;
+    s.data = data + static_cast<size_t>(m) * mat_bytes;
+    s.n_mat = 1;
+    return s;
+  }
+};
+
+struct AttnWeights {
+  Mat wq, wk, wv, wo;             // wq: [H -> 2*nh*D], per head [q | gate]
+  std::vector<float> q_norm, k_norm;  // [D], (1 + w) already folded in by the converter
+};
+
+struct DeltaNetWeights {
+  Mat wqkv;   // [H -> conv_dim] rows [q | k | v]
+  Mat wgate;  // [H -> nv*dv]  (z)
+  Mat wbeta;  // [H -> nv]
+  Mat walpha; // [H -> nv]
+  Mat wout;   // [nv*dv -> H]
+  std::vector<float> conv;     // [conv_dim][Kc], tap Kc-1 multiplies the current token
+  std::vector<float> dt_bias;  // [nv]
+  std::vector<float> ssm_a;    // [nv] = -exp(A_log)
+  std::vector<float> norm;     // [dv] gated-norm weight (no +1)
+};
+
+struct MoeWeights {
+  Mat router;                        // [H -> E]
+  Mat gate_exps, up_exps, down_exps; // stacks of E matrices
+  Mat gate_sh, up_sh, down_sh;       // shared expert
+  Mat sh_gate;                       // [H -> 1] scalar gate of the shared expert
+};
+
+struct Layer {
+  bool attn = false;
+  std::vector<float> attn_norm, post_norm;  // [H]
+  AttnWeights at;
+  DeltaNetWeights dn;
+  MoeWeights moe;
+};
+
+// Reads and checks the hyper-parameters of a qwen35moe file (no tensor data is touched).
+Config read_config(const GgufFile& f);
+
+class Model {
+ public:
+  Model(const std::string& path, int n_threads);
+  const Config& config() const { return cfg_; }
+  const GgufFile& file() const { return *file_; }
+  ThreadPool& pool() const { return *pool_; }
+
+  Mat tok_embd, output;
+  std::vector<float> output_norm;
+  std::vector<Layer> layers;
+
+ private:
+  void bind_weights();
+  Mat mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat = 1) const;
+  std::vector<float> vec(const std::string& name, int64_t n) const;
+  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<ThreadPool> pool_;
+  Config cfg_;
+};
+
+// Everything one sequence carries between calls.
+struct SeqState {
+  int n_ctx = 0;
+  int n_past = 0;
+  std::vector<std::vector<float>> k_cache, v_cache;  // per attention layer: [n_ctx][nkv*D]
+  std::vector<std::vector<float>> conv;              // per DeltaNet layer: [Kc-1][conv_dim], oldest first
+  std::vector<std::vector<float>> ssm;               // per DeltaNet layer: [nv][dk][dv]
+  void init(const Config& cfg, int n_ctx);
+  void clear();
+};
+
+// Scratch buffers of one forward call, reused across calls.
+struct Scratch;
+
+class Session {
+ public:
+  Session(std::shared_ptr<const Model> model, int n_ctx);
+  ~Session();
+  // Evaluates n tokens after the current state. out receives the logits of the last token
+  // ([V]) or of every token ([n][V]) when all_logits. Throws std::invalid_argument for bad
+  // ids or a full context, before touching the state.
+  void eval(const int32_t* ids, int64_t n, bool all_logits, float* out);
+  void reset() { st_.clear(); }
+  int n_past() const { return st_.n_past; }
+  int n_ctx() const { return st_.n_ctx; }
+  const Model& model() const { return *model_; }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  SeqState st_;
+  std::unique_ptr<Scratch> scratch_;
+};
+
+}  // namespace q35
