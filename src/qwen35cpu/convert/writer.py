@@ -1,0 +1,285 @@
+"""Hugging Face Qwen3.5-MoE folder -> qwen35moe GGUF file (llama.cpp compatible), streamed.
+
+The header, metadata and every tensor info are written first; then the tensors are produced one at a
+time (read the source from the memory-mapped shards, transform, convert, write, drop), so the memory
+needed is about the largest single output tensor in float32, never the model. The file is written
+next to OUT under a temporary name and renamed onto OUT only once complete and synced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+
+from .checkpoint import Checkpoint, TextConfig, read_text_config, to_f32, to_f32_into
+from .mapping import RAW_TRANSFORMS, TRANSFORMS, PlannedTensor, dims, plan_tensors
+from .vocab import add_vocab_to_writer, read_hf_vocab
+
+__all__ = ["OUT_TYPES", "convert"]
+
+ARCH = "qwen35moe"
+QT = gguf.GGMLQuantizationType
+
+# out type -> (ggml type of the big tensors, llama_ftype written as general.file_type)
+OUT_TYPES: dict[str, tuple[gguf.GGMLQuantizationType, int]] = {
+    "f32": (QT.F32, int(gguf.LlamaFileType.ALL_F32)),  # 0
+    "f16": (QT.F16, int(gguf.LlamaFileType.MOSTLY_F16)),  # 1
+    "q8_0": (QT.Q8_0, int(gguf.LlamaFileType.MOSTLY_Q8_0)),  # 7
+    "bf16": (QT.BF16, int(gguf.LlamaFileType.MOSTLY_BF16)),  # 32
+}
+
+_CHUNK_BYTES = 1 << 18  # f16/bf16/q8_0 conversion runs over row blocks of about this many f32 bytes
+
+
+@dataclass(frozen=True)
+class _Output:
+    planned: PlannedTensor
+    qtype: gguf.GGMLQuantizationType
+
+    @property
+    def nbytes(self) -> int:
+        block, type_size = gguf.GGML_QUANT_SIZES[self.qtype]
+        n = int(np.prod(self.planned.shape))
+        return n // block * type_size
+
+
+def _note(msg: str) -> None:
+    print(f"convert: {msg}", file=sys.stderr)
+
+
+def _choose_types(plan: list[PlannedTensor], qtype: gguf.GGMLQuantizationType) -> list[_Output]:
+    outs: list[_Output] = []
+    fallback: list[str] = []
+    for p in plan:
+        t = QT.F32 if p.rule.f32 or len(p.shape) <= 1 else qtype
+        if t == QT.Q8_0 and p.shape[-1] % gguf.GGML_QUANT_SIZES[QT.Q8_0][0] != 0:
+            t = QT.F16
+            fallback.append(p.name)
+        outs.append(_Output(p, t))
+    if fallback:
+        _note(
+            f"{len(fallback)} tensor(s) have a row length that is not a multiple of 32 and are written as "
+            f"f16 instead of q8_0: {', '.join(fallback)}"
+        )
+    return outs
+
+
+# -- tensor production -----------------------------------------------------------------------------
+
+
+def _produce_f32(ckpt: Checkpoint, p: PlannedTensor, d: dict[str, int]) -> np.ndarray:
+    """The output tensor in float32, GGUF row-major shape. Peak: about twice its size."""
+    names = p.transforms
+    raw_steps = [n for n in names if n in RAW_TRANSFORMS]
+    value_steps = [n for n in names if n not in RAW_TRANSFORMS]
+    if p.source.stacked:
+        x = np.empty((len(p.hf_names), *p.hf_shape), dtype=np.float32)
+        for e, name in enumerate(p.hf_names):
+            to_f32_into(ckpt.raw(name), x[e])
+    else:
+        raw = ckpt.raw(p.hf_names[0]).reshape(p.hf_shape)
+        for step in raw_steps:
+            raw = TRANSFORMS[step](raw, d)
+        x = to_f32(raw)
+    for step in value_steps:
+        x = TRANSFORMS[step](x, d)
+    if x.size != int(np.prod(p.shape)):
+        raise ValueError(f"{p.name}: produced {x.shape}, expected {p.shape}")
+    return np.ascontiguousarray(x.reshape(p.shape), dtype=np.float32)
+
+
+def encode(x: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    """float32 tensor -> the bytes (or f32/f16 array) GGUF stores for `qtype`, bit-identical to
+    gguf.quants.quantize of the whole tensor; converted over row blocks to bound the memory."""
+    if qtype == QT.F32:
+        return x
+    rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
+    if qtype == QT.F16:
+        out = np.empty(rows.shape, dtype=np.float16)
+    else:
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        out = np.empty((rows.shape[0], rows.shape[1] // block * type_size), dtype=np.uint8)
+    step = max(1, _CHUNK_BYTES // max(1, rows.shape[1] * 4))
+    for r in range(0, rows.shape[0], step):
+        chunk = rows[r : r + step]
+        if qtype == QT.F16:
+            out[r : r + step] = chunk.astype(np.float16)
+        else:
+            out[r : r + step] = gguf.quants.quantize(chunk, qtype)
+    return out
+
+
+# -- metadata --------------------------------------------------------------------------------------
+
+_SIZE_IN_NAME = re.compile(r"[-_](\d+(?:\.\d+)?[BbMmKkTt])(?:[-_][Aa]\d+(?:\.\d+)?[BbMm])?$")
+
+
+def _param_counts(outs: list[_Output], n_experts: int) -> tuple[int, int, int]:
+    total = shared = expert = 0
+    for o in outs:
+        n = int(np.prod(o.planned.shape))
+        total += n
+        if "_exps." in o.planned.name and len(o.planned.shape) == 3:
+            expert += n // n_experts
+        else:
+            shared += n
+    return total, shared, expert
+
+
+def model_name(src: Path) -> str:
+    """The folder name; for a Hugging Face cache snapshot (models--Org--Name/snapshots/<hash>), Name."""
+    path = src.resolve()
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.split("--")[-1]
+    return path.name or "model"
+
+
+def _add_metadata(w: gguf.GGUFWriter, c: TextConfig, src: Path, outs: list[_Output], file_type: int) -> None:
+    name = model_name(src)
+    m = _SIZE_IN_NAME.search(name)
+    total, shared, expert = _param_counts(outs, c.num_experts)
+    w.add_type("model")
+    w.add_name(name)
+    w.add_basename(name[: m.start()] if m and m.start() > 0 else name)
+    w.add_size_label(m.group(0)[1:] if m else gguf.size_label(total, shared, expert, c.num_experts))
+    w.add_file_type(file_type)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    w.add_block_count(c.num_hidden_layers)  # no MTP block is exported, so no nextn_predict_layers
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    if c.intermediate_size is not None:
+        w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_key_length(c.head_dim)
+    w.add_value_length(c.head_dim)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_freq_base(c.rope_theta)
+    w.add_rope_dimension_count(c.rotary_dim)
+    sections = [*c.mrope_section, 0, 0, 0, 0][:4]
+    w.add_key_value(
+        gguf.Keys.Rope.DIMENSION_SECTIONS.format(arch=ARCH),
+        sections,
+        gguf.GGUFValueType.ARRAY,
+        sub_type=gguf.GGUFValueType.UINT32,
+    )
+    w.add_expert_count(c.num_experts)
+    w.add_expert_used_count(c.num_experts_per_tok)
+    w.add_expert_feed_forward_length(c.moe_intermediate_size)
+    w.add_expert_shared_feed_forward_length(c.shared_expert_intermediate_size)
+    w.add_ssm_conv_kernel(c.linear_conv_kernel_dim)
+    w.add_ssm_state_size(c.linear_key_head_dim)
+    w.add_ssm_group_count(c.linear_num_key_heads)
+    w.add_ssm_time_step_rank(c.linear_num_value_heads)
+    w.add_ssm_inner_size(c.linear_value_head_dim * c.linear_num_value_heads)
+    w.add_full_attention_interval(c.full_attention_interval)
+
+
+# -- output file -----------------------------------------------------------------------------------
+
+
+def _check_paths(src: Path, out: Path, inputs: list[Path]) -> None:
+    out_abs = out.resolve()
+    if out_abs == src.resolve() or any(out_abs == p.resolve() for p in inputs):
+        raise ValueError(f"{out}: refusing to overwrite an input of the conversion")
+    if out_abs.is_dir():
+        raise ValueError(f"{out}: is a directory; give the path of the .gguf file to write")
+    if not out_abs.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: output directory does not exist")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not possible everywhere (e.g. Windows); best effort
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def convert(src: Path, out: Path, out_type: str, *, progress: bool = True) -> Path:
+    """Convert the Hugging Face Qwen3.5-MoE folder `src` to a qwen35moe GGUF at `out`.
+
+    out_type: "f32", "f16", "bf16" or "q8_0" for the matrices; norms, router weights, the conv kernel,
+    ssm_a and ssm_dt are always F32 (spec 5.3 step 7). Returns `out`. Bad input raises ValueError or
+    FileNotFoundError with a one-line message; on any failure neither OUT nor a temporary file is left
+    (an existing OUT is replaced only by a complete file).
+    """
+    if out_type not in OUT_TYPES:
+        raise ValueError(f"unsupported output type {out_type!r}; choose one of {', '.join(OUT_TYPES)}")
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such model folder")
+    if not src.is_dir():
+        raise ValueError(f"{src}: not a folder; give the Hugging Face model folder")
+    qtype, file_type = OUT_TYPES[out_type]
+
+    cfg = read_text_config(src)
+    ckpt = Checkpoint(src)
+    inputs = [src / "config.json", *ckpt.files]
+    inputs += [src / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")]
+    _check_paths(src, out, inputs)
+    plan = plan_tensors(ckpt.shapes(), cfg)
+    for kind, n in sorted(plan.skipped.items()):
+        _note(f"skipping {n} {kind} tensor{'s' if n != 1 else ''} (not part of the text GGUF)")
+    outs = _choose_types(plan.tensors, qtype)
+    vocab = read_hf_vocab(src, cfg.vocab_size)
+    d = dims(cfg)
+
+    w = gguf.GGUFWriter(path=None, arch=ARCH)
+    _add_metadata(w, cfg, src, outs, file_type)
+    add_vocab_to_writer(w, vocab)
+    del vocab
+    for o in outs:
+        if o.qtype in (QT.F32, QT.F16):
+            dtype = np.dtype(np.float32 if o.qtype == QT.F32 else np.float16)
+            w.add_tensor_info(o.planned.name, o.planned.shape, dtype, o.nbytes)
+        else:
+            byte_shape = gguf.quant_shape_to_byte_shape(o.planned.shape, o.qtype)
+            w.add_tensor_info(o.planned.name, byte_shape, np.dtype(np.uint8), o.nbytes, raw_dtype=o.qtype)
+
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    bar: Any = None
+    try:
+        w.write_header_to_file(tmp)
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=sum(o.nbytes for o in outs), unit="B", unit_scale=True, desc=out.name, disable=not progress
+        )
+        for o in outs:
+            x = _produce_f32(ckpt, o.planned, d)
+            data = encode(x, o.qtype)
+            del x
+            if data.nbytes != o.nbytes:
+                raise RuntimeError(f"{o.planned.name}: produced {data.nbytes} bytes, expected {o.nbytes}")
+            w.write_tensor_data(data)
+            del data
+            bar.update(o.nbytes)
+        assert w.fout is not None
+        for f in w.fout:
+            f.flush()
+            os.fsync(f.fileno())
+        w.close()
+        os.replace(tmp, out)
+        _fsync_dir(out.resolve().parent)
+    except BaseException:
+        w.close()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
