@@ -1,4 +1,4 @@
-"""The HF -> GGUF converter on tiny random checkpoints (tests/ckpt_util.py), read back with gguf-py.
+"""The HF -> GGUF converter on tiny random checkpoints (qwen35cpu.random_checkpoint), read back with gguf-py.
 
 Every GGUF tensor is checked against an independent numpy re-derivation of spec 5.3 written here
 (not the converter's mapping table), for both checkpoint layouts, all output types, and bad input.
@@ -20,11 +20,11 @@ from typing import Any
 import gguf
 import numpy as np
 import pytest
-from ckpt_util import CFG_A, CFG_B, layer_types, make_random_checkpoint
 
 from qwen35cpu.convert import convert
 from qwen35cpu.convert import mapping as mp
 from qwen35cpu.convert.checkpoint import read_text_config
+from qwen35cpu.random_checkpoint import CFG_A, CFG_B, layer_types, make_random_checkpoint
 
 SRC_DIR = Path(__file__).resolve().parents[1] / "src"
 Ckpt = Callable[[str], tuple[Path, dict[str, np.ndarray]]]  # fixture: name -> (folder, canonical tensors)
@@ -415,7 +415,7 @@ def test_table_f32_flags_follow_spec_rule() -> None:
 def _shapes(
     cfg: dict[str, Any], prefix: str, lm_head: str | None = "lm_head.weight"
 ) -> dict[str, tuple[int, ...]]:
-    from ckpt_util import text_tensor_shapes
+    from qwen35cpu.random_checkpoint import text_tensor_shapes
 
     out = {}
     for n, s in text_tensor_shapes(cfg).items():

@@ -1,4 +1,4 @@
-"""Tiny random Qwen3.5-MoE Hugging Face checkpoints for the converter tests (no transformers needed).
+"""Small random Qwen3.5-MoE Hugging Face checkpoints, for the tests and the demo (no transformers needed).
 
 `make_random_checkpoint(folder, cfg, ...)` writes config.json, safetensors (one file or shards with
 model.safetensors.index.json) and a tiny byte-level BPE tokenizer that uses the qwen35 split regex, in
