@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 from fixture_util import list_fixtures, load_golden
@@ -17,9 +18,17 @@ import qwen35cpu
 
 FIXTURES = list_fixtures()
 
-# Max |logit - golden| allowed per GGUF type. f32 is the brief's bound; the others were set
-# from measurement (see test_quantized_bounds_are_tight for the numbers seen) with headroom.
-BOUND = {"f32": 1e-3, "f16": 2e-2, "bf16": 1.5e-1, "q8_0": 1.5e-1}
+BOUND_F32 = 1e-3  # max |logit - golden|, the brief's bound
+
+# Quantized files: the re-randomised tiny models amplify weight rounding about 60x (a relative
+# weight error of 5e-3 moves logits by ~0.3) and rounding flips near-tied expert choices, after
+# which a token's logits differ wholesale, so a max-abs bound would be meaningless. We bound the
+# mean KL(golden || ours) over positions and the share of positions whose argmax agrees. Measured
+# (worst fixture): f16 KL 1.8e-2 / agree 0.971; bf16 KL 5.9e-2 / 0.900; q8_0 KL 0.32 / 0.475.
+# Fixtures stored in bf16 are exact in f16 and bf16. Bounds below are those numbers with headroom.
+# test_same_weights_f32 then pins the typed kernels exactly: rounding is the only difference.
+MEAN_KL = {"f16": 4e-2, "bf16": 1.2e-1, "q8_0": 6e-1}
+MIN_AGREE = {"f16": 0.9, "bf16": 0.8, "q8_0": 0.35}
 
 
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,7 +51,7 @@ def test_prompt_at_once_f32(name: str, converted: Callable[[str, str], Path]) ->
     model = qwen35cpu.load(converted(name, "f32"), n_threads=2)
     logits = model.session(n_ctx=len(prompt)).eval(prompt, all_logits=True)
     assert logits.shape == golden.shape
-    assert max_diff(logits, golden) < BOUND["f32"]
+    assert max_diff(logits, golden) < BOUND_F32
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -51,7 +60,7 @@ def test_token_by_token_f32(name: str, converted: Callable[[str, str], Path]) ->
     sess = qwen35cpu.load(converted(name, "f32"), n_threads=2).session(n_ctx=len(prompt))
     rows = [sess.eval([int(t)]) for t in prompt]
     assert sess.n_past == len(prompt)
-    assert max_diff(np.stack(rows), golden) < BOUND["f32"]
+    assert max_diff(np.stack(rows), golden) < BOUND_F32
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -60,7 +69,15 @@ def test_chunked_f32(name: str, converted: Callable[[str, str], Path]) -> None:
     sess = qwen35cpu.load(converted(name, "f32"), n_threads=1).session(n_ctx=len(prompt))
     # Uneven chunks: 1-token, shorter and longer than the conv window, and one crossing 64.
     parts = [sess.eval(prompt[a:b], all_logits=True) for a, b in chunks(len(prompt), [5, 1, 2, 67, 3])]
-    assert max_diff(np.concatenate(parts), golden) < BOUND["f32"]
+    assert max_diff(np.concatenate(parts), golden) < BOUND_F32
+
+
+def mean_kl(golden: np.ndarray, ours: np.ndarray) -> float:
+    lp = golden - golden.max(1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    lq = ours - ours.max(1, keepdims=True)
+    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
 
 
 @pytest.mark.parametrize("out_type", ["f16", "bf16", "q8_0"])
@@ -68,6 +85,43 @@ def test_chunked_f32(name: str, converted: Callable[[str, str], Path]) -> None:
 def test_converted_types(name: str, out_type: str, converted: Callable[[str, str], Path]) -> None:
     prompt, golden = load_golden(name)
     sess = qwen35cpu.load(converted(name, out_type), n_threads=2).session(n_ctx=len(prompt))
-    diff = max_diff(sess.eval(prompt, all_logits=True), golden)
-    print(f"{name} {out_type}: max |dlogit| = {diff:.2e}")
-    assert diff < BOUND[out_type]
+    ours = sess.eval(prompt, all_logits=True)
+    kl = mean_kl(golden, ours)
+    agree = float(np.mean(ours.argmax(1) == golden.argmax(1)))
+    print(f"{name} {out_type}: mean KL {kl:.2e}, argmax agreement {agree:.3f}")
+    assert kl < MEAN_KL[out_type]
+    assert agree >= MIN_AGREE[out_type]
+
+
+def dequantized_copy(src: Path, dst: Path) -> Path:
+    """The same file with every tensor dequantized to F32 by gguf-py (the reference decoder)."""
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst, "qwen35moe")
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        vtype = f.types[0]
+        sub = {"sub_type": f.types[-1]} if vtype == gguf.GGUFValueType.ARRAY else {}
+        w.add_key_value(f.name, f.contents(), vtype, **sub)
+    for t in r.tensors:
+        shape = [int(x) for x in reversed(t.shape)]
+        w.add_tensor(t.name, gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
+
+
+@pytest.mark.parametrize("out_type", ["f16", "bf16"])
+@pytest.mark.parametrize("name", ["nv2", "r1"])
+def test_same_weights_f32(
+    name: str, out_type: str, converted: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """f16/bf16 weights meet f32 activations: the file equals its f32 dequantization to f32 rounding."""
+    prompt, _ = load_golden(name)
+    typed = converted(name, out_type)
+    ref = dequantized_copy(typed, tmp_path / "deq.gguf")
+    a = qwen35cpu.load(typed, n_threads=2).session(len(prompt)).eval(prompt, all_logits=True)
+    b = qwen35cpu.load(ref, n_threads=2).session(len(prompt)).eval(prompt, all_logits=True)
+    assert max_diff(a, b) < 1e-4

@@ -332,8 +332,6 @@ def make_random_checkpoint(
     """
     if layout not in ("hub", "save_pretrained") or dtype not in ("f32", "bf16"):
         raise ValueError(f"bad layout/dtype {layout!r}/{dtype!r}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     canon: dict[str, np.ndarray] = {}
     for name, shape in text_tensor_shapes(cfg).items():
@@ -342,12 +340,29 @@ def make_random_checkpoint(
             v = bf16_to_f32(bf16_bits(v))
         canon[name] = v
     extra = _extra_tensors(rng, cfg, extra_mtp, extra_visual)
+    write_checkpoint(folder, cfg, canon, layout, dtype, shards, extra=extra, drop=drop, add=add)
+    return canon
 
+
+def write_checkpoint(
+    folder: Path,
+    cfg: dict[str, Any],
+    canon: dict[str, np.ndarray],
+    layout: str = "hub",
+    dtype: str = "f32",
+    shards: int = 1,
+    extra: dict[str, np.ndarray] | None = None,
+    drop: Iterable[str] = (),
+    add: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write canonical text tensors (see the module doc) as a checkpoint folder in `layout`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     if layout == "hub":
         stored = _hub_tensors(canon, cfg)
     else:
         stored = {(n if n == "lm_head.weight" else "model." + n): a for n, a in canon.items()}
-    stored.update(extra)
+    stored.update(extra or {})
     for name in drop:
         del stored[name]
     stored.update(add or {})
@@ -380,4 +395,4 @@ def make_random_checkpoint(
         index = {"metadata": {"total_size": sum(sizes.values())}, "weight_map": weight_map}
         (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
     write_tokenizer(folder)
-    return canon
+
