@@ -42,6 +42,8 @@ struct GgufTensorInfo {
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
 
+class GgufParser;
+
 class GgufFile {
  public:
   explicit GgufFile(const std::string& path);
@@ -78,10 +80,18 @@ class GgufFile {
   int64_t kv_int(const GgufKV& kv) const;
   double kv_float(const GgufKV& kv) const;
   std::string kv_str(const GgufKV& kv) const;
+  // The elements of an ARRAY value, each described like a top-level value (empty key, offset
+  // of the element); an element that is itself an array can be expanded again.
+  std::vector<GgufKV> array_elements(const GgufKV& arr) const;
+  static const char* value_type_name(GgufValueType t);  // "uint32", "string", ...
 
   [[noreturn]] void fail(const std::string& what) const;  // throws GgufError("<path>: what")
 
  private:
+  friend class GgufParser;  // the parse steps, kept in gguf.cpp
+  void map_file();
+  void release() noexcept;  // munmap + close; safe to call twice
+
   std::string path_;
   int fd_ = -1;
   const uint8_t* base_ = nullptr;
