@@ -55,15 +55,6 @@ py::object scalar(GgufValueType t, const uint8_t* p) {
   return py::none();  // STRING and ARRAY are handled by value()
 }
 
-size_t scalar_size(GgufValueType t) {
-  switch (t) {
-    case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::BOOL: return 1;
-    case GgufValueType::U16: case GgufValueType::I16: return 2;
-    case GgufValueType::U32: case GgufValueType::I32: case GgufValueType::F32: return 4;
-    case GgufValueType::U64: case GgufValueType::I64: case GgufValueType::F64: return 8;
-    default: return 0;
-  }
-}
 
 py::object value(const GgufFile& f, const GgufKV& kv) {
   const uint8_t* p = f.base() + kv.offset;
@@ -73,7 +64,7 @@ py::object value(const GgufFile& f, const GgufKV& kv) {
   if (kv.type != GgufValueType::ARRAY) return scalar(kv.type, p);
   py::list out(static_cast<size_t>(kv.arr_count));
   // Numeric arrays (token types, scores...) can be long: read them straight from the mapping.
-  if (size_t size = scalar_size(kv.arr_type)) {
+  if (size_t size = gguf_value_size(kv.arr_type)) {
     for (size_t i = 0; i < out.size(); ++i) out[i] = scalar(kv.arr_type, p + i * size);
     return std::move(out);
   }

@@ -86,16 +86,6 @@ const char* vtype_name(GgufValueType t) {
 
 bool known_value_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufValueType::F64); }
 
-// Bytes of a fixed-size value; 0 for STRING and ARRAY, whose size depends on their contents.
-uint64_t fixed_size(GgufValueType t) {
-  switch (t) {
-    case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::BOOL: return 1;
-    case GgufValueType::U16: case GgufValueType::I16: return 2;
-    case GgufValueType::U32: case GgufValueType::I32: case GgufValueType::F32: return 4;
-    case GgufValueType::U64: case GgufValueType::I64: case GgufValueType::F64: return 8;
-    default: return 0;
-  }
-}
 
 bool is_integer(GgufValueType t) {
   switch (t) {
@@ -188,7 +178,7 @@ void read_array_header(Cursor& c, GgufValueType* elem_type, uint64_t* count) {
   *elem_type = read_value_type(c, "array element type");
   uint64_t at = c.pos();
   *count = c.u64("array count");
-  uint64_t min_elem = fixed_size(*elem_type);
+  uint64_t min_elem = gguf_value_size(*elem_type);
   if (*elem_type == GgufValueType::STRING) min_elem = 8;
   if (*elem_type == GgufValueType::ARRAY) min_elem = kArrayHeaderBytes;
   if (*count > c.left() / min_elem) {
@@ -206,7 +196,7 @@ void skip_value(Cursor& c, GgufValueType t, int depth) {
     return;
   }
   if (t != GgufValueType::ARRAY) {
-    c.skip(fixed_size(t), vtype_name(t));
+    c.skip(gguf_value_size(t), vtype_name(t));
     return;
   }
   if (depth >= kMaxArrayDepth) {
@@ -216,7 +206,7 @@ void skip_value(Cursor& c, GgufValueType t, int depth) {
   GgufValueType et;
   uint64_t count;
   read_array_header(c, &et, &count);
-  uint64_t size = fixed_size(et);
+  uint64_t size = gguf_value_size(et);
   if (size != 0) {
     c.skip(count * size, "array elements");  // count <= left / size: no overflow
     return;
@@ -287,6 +277,18 @@ const GgufKV& require(const GgufFile& f, const std::string& key) {
 }
 
 }  // namespace
+
+// Bytes of a fixed-size value; 0 for STRING and ARRAY, whose size depends on their contents.
+uint64_t gguf_value_size(GgufValueType t) {
+  switch (t) {
+    case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::BOOL: return 1;
+    case GgufValueType::U16: case GgufValueType::I16: return 2;
+    case GgufValueType::U32: case GgufValueType::I32: case GgufValueType::F32: return 4;
+    case GgufValueType::U64: case GgufValueType::I64: case GgufValueType::F64: return 8;
+    default: return 0;
+  }
+}
+
 
 // Fills a GgufFile from its mapping. A friend of GgufFile so the parse steps can stay out of
 // the public header.
@@ -369,7 +371,7 @@ class GgufParser {
       read_array_header(c_, &kv.arr_type, &kv.arr_count);
       kv.offset = c_.pos();
       // Walk the elements now so that later decoding can trust every length inside.
-      uint64_t size = fixed_size(kv.arr_type);
+      uint64_t size = gguf_value_size(kv.arr_type);
       if (size != 0) {
         c_.skip(kv.arr_count * size, "array elements");  // count <= left / size
       } else {
@@ -615,7 +617,7 @@ std::vector<int64_t> GgufFile::get_int_array(const std::string& key) const {
   if (kv.type != GgufValueType::ARRAY || !is_integer(kv.arr_type)) {
     wrong_type(*this, kv, "an array of integers");
   }
-  uint64_t size = fixed_size(kv.arr_type);
+  uint64_t size = gguf_value_size(kv.arr_type);
   std::vector<int64_t> out(static_cast<size_t>(kv.arr_count));
   for (size_t i = 0; i < out.size(); ++i) {
     out[i] = int_at(*this, kv, kv.arr_type, kv.offset + i * size);
@@ -628,7 +630,7 @@ std::vector<double> GgufFile::get_float_array(const std::string& key) const {
   if (kv.type != GgufValueType::ARRAY || !is_number(kv.arr_type)) {
     wrong_type(*this, kv, "an array of numbers");
   }
-  uint64_t size = fixed_size(kv.arr_type);
+  uint64_t size = gguf_value_size(kv.arr_type);
   std::vector<double> out(static_cast<size_t>(kv.arr_count));
   for (size_t i = 0; i < out.size(); ++i) {
     out[i] = float_at(*this, kv, kv.arr_type, kv.offset + i * size);

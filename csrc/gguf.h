@@ -23,6 +23,9 @@ enum class GgufValueType : uint32_t {
   STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
 };
 
+// Bytes of a fixed-size value; 0 for STRING and ARRAY, whose size depends on their contents.
+uint64_t gguf_value_size(GgufValueType t);
+
 struct GgufKV {
   std::string key;
   GgufValueType type;

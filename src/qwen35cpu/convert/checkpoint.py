@@ -104,7 +104,8 @@ class TextConfig:
         return self.layer_types[layer] == FULL_ATTENTION
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
+    """A JSON file; a clear ValueError naming it when it is not valid JSON."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -196,7 +197,7 @@ def read_text_config(folder: Path) -> TextConfig:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; a Hugging Face model folder with config.json is required")
-    cfg = _load_json(path)
+    cfg = load_json(path)
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: must be a JSON object")
     model_type = cfg.get("model_type")
@@ -349,7 +350,7 @@ class Checkpoint:
             )
 
     def _read_index(self, index: Path) -> None:
-        data = _load_json(index)
+        data = load_json(index)
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise ValueError(f"{index}: no weight_map")

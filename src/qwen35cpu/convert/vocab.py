@@ -16,7 +16,6 @@ uses the qwen35 regex.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from ..tokenizer import (
     TOKEN_TYPE_UNUSED,
     TOKEN_TYPE_USER_DEFINED,
 )
+from .checkpoint import load_json
 
 if TYPE_CHECKING:
     import gguf
@@ -115,12 +115,6 @@ def add_vocab_to_writer(writer: gguf.GGUFWriter, vocab: GgufVocab) -> None:
 # -- reading the Hugging Face files ------------------------------------------------------------
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
 def _split_regexes(node: Any) -> list[str]:
@@ -241,7 +235,7 @@ def read_hf_vocab(folder: Path, vocab_size: int) -> GgufVocab:
     tok_path = folder / "tokenizer.json"
     if not tok_path.is_file():
         raise ValueError(f"{tok_path}: missing; a Hugging Face tokenizer.json (byte-level BPE) is required")
-    tok_json = _load_json(tok_path)
+    tok_json = load_json(tok_path)
     if not isinstance(tok_json, dict) or not isinstance(tok_json.get("model"), dict):
         raise ValueError(f"{tok_path}: no 'model' section; not a Hugging Face tokenizer.json")
     model = tok_json["model"]
@@ -306,7 +300,7 @@ def read_hf_vocab(folder: Path, vocab_size: int) -> GgufVocab:
     cfg_path = folder / "tokenizer_config.json"
     config: dict[str, Any] = {}
     if cfg_path.is_file():
-        loaded = _load_json(cfg_path)
+        loaded = load_json(cfg_path)
         if not isinstance(loaded, dict):
             raise ValueError(f"{cfg_path}: must be a JSON object")
         config = loaded
