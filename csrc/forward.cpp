@@ -81,7 +81,7 @@ void matmul(ThreadPool& pool, const Mat& W, const float* X, int64_t T, float* Y,
     const TypeTraits* vt = type_traits(W.tt->vec_dot_type);
     xrow = row_size(*vt, n_in);
     if (xq.size() < xrow * T) xq.resize(xrow * T);
-    for (int64_t t = 0; t < T; t++) vt->from_float(X + t * n_in, xq.data() + t * xrow, n_in);
+    for (int64_t t = 0; t < T; t++) vt->quantize_act(X + t * n_in, xq.data() + t * xrow, n_in);
     xa = xq.data();
   }
   const vec_dot_fn dot = W.tt->vec_dot;

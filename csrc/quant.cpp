@@ -1,9 +1,13 @@
-// Scalar reference kernels and the traits table. SIMD variants (later) replace the function
-// pointers at start-up; these stay the reference the SIMD tests compare against.
+// The traits table and the run-time choice of kernels. The scalar kernels (quant_ref.h) are
+// declared here once per type; SIMD sets (kernels.h) override their entries at start-up.
 #include "quant.h"
 
-#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
+
+#include "kernels.h"
+#include "quant_ref.h"
 
 namespace q35 {
 
@@ -69,109 +73,6 @@ uint16_t fp32_to_bf16(float f) {
 
 namespace {
 
-// ---------------------------------------------------------------- F32
-
-void f32_to_float(const void* src, float* dst, int64_t n) {
-  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-}
-void f32_from_float(const float* src, void* dst, int64_t n) {
-  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-}
-float f32_vec_dot(int64_t n, const void* x, const void* y) {
-  const float* a = static_cast<const float*>(x);
-  const float* b = static_cast<const float*>(y);
-  // Four partial sums: keeps the reference close to what SIMD code accumulates.
-  float s[4] = {0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int k = 0; k < 4; k++) s[k] += a[i + k] * b[i + k];
-  for (; i < n; i++) s[0] += a[i] * b[i];
-  return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-// ---------------------------------------------------------------- F16 / BF16 (F32 activations)
-
-void f16_to_float(const void* src, float* dst, int64_t n) {
-  const uint16_t* h = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; i++) dst[i] = fp16_to_fp32(h[i]);
-}
-void f16_from_float(const float* src, void* dst, int64_t n) {
-  uint16_t* h = static_cast<uint16_t*>(dst);
-  for (int64_t i = 0; i < n; i++) h[i] = fp32_to_fp16(src[i]);
-}
-float f16_vec_dot(int64_t n, const void* x, const void* y) {
-  const uint16_t* a = static_cast<const uint16_t*>(x);
-  const float* b = static_cast<const float*>(y);
-  float s[4] = {0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int k = 0; k < 4; k++) s[k] += fp16_to_fp32(a[i + k]) * b[i + k];
-  for (; i < n; i++) s[0] += fp16_to_fp32(a[i]) * b[i];
-  return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-void bf16_to_float(const void* src, float* dst, int64_t n) {
-  const uint16_t* h = static_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_fp32(h[i]);
-}
-void bf16_from_float(const float* src, void* dst, int64_t n) {
-  uint16_t* h = static_cast<uint16_t*>(dst);
-  for (int64_t i = 0; i < n; i++) h[i] = fp32_to_bf16(src[i]);
-}
-float bf16_vec_dot(int64_t n, const void* x, const void* y) {
-  const uint16_t* a = static_cast<const uint16_t*>(x);
-  const float* b = static_cast<const float*>(y);
-  float s[4] = {0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int k = 0; k < 4; k++) s[k] += bf16_to_fp32(a[i + k]) * b[i + k];
-  for (; i < n; i++) s[0] += bf16_to_fp32(a[i]) * b[i];
-  return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-// ---------------------------------------------------------------- Q8_0: d f16, qs int8[32]
-
-constexpr int QK8_0 = 32;
-struct BlockQ8_0 {
-  uint16_t d;
-  int8_t qs[QK8_0];
-};
-static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block is 34 bytes");
-
-void q8_0_to_float(const void* src, float* dst, int64_t n) {
-  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(src);
-  for (int64_t i = 0; i < n / QK8_0; i++) {
-    const float d = fp16_to_fp32(b[i].d);
-    for (int j = 0; j < QK8_0; j++) dst[i * QK8_0 + j] = d * b[i].qs[j];
-  }
-}
-
-// ggml's reference quantizer: d = amax / 127, q = roundf(x / d) (ties away from zero).
-void q8_0_from_float(const float* src, void* dst, int64_t n) {
-  BlockQ8_0* b = static_cast<BlockQ8_0*>(dst);
-  for (int64_t i = 0; i < n / QK8_0; i++) {
-    const float* x = src + i * QK8_0;
-    float amax = 0.0f;
-    for (int j = 0; j < QK8_0; j++) amax = std::fmax(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    b[i].d = fp32_to_fp16(d);
-    for (int j = 0; j < QK8_0; j++) b[i].qs[j] = static_cast<int8_t>(std::round(x[j] * id));
-  }
-}
-
-float q8_0_vec_dot(int64_t n, const void* x, const void* y) {
-  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(x);
-  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(y);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n / QK8_0; i++) {
-    int32_t acc = 0;
-    for (int j = 0; j < QK8_0; j++) acc += static_cast<int32_t>(a[i].qs[j]) * b[i].qs[j];
-    sum += static_cast<float>(acc) * fp16_to_fp32(a[i].d) * fp16_to_fp32(b[i].d);
-  }
-  return sum;
-}
-
 // ---------------------------------------------------------------- the table
 
 struct Table {
@@ -223,12 +124,19 @@ struct Table {
       t[id].vec_dot = vd;
       t[id].vec_dot_type = vdt;
     };
+    // Activation formats: quantize_act starts as the reference quantizer.
+    auto activation = [&](uint32_t id, to_float_fn tf, from_float_fn ff) {
+      t[id].to_float = tf;
+      t[id].from_float = ff;
+      t[id].quantize_act = ff;
+    };
     compute(T_F32, f32_to_float, f32_from_float, f32_vec_dot, T_F32);
     // F16/BF16 weights meet F32 activations: more accurate than ggml's F16 activations and
     // no slower, since a decode matvec is bound by reading the weights.
     compute(T_F16, f16_to_float, f16_from_float, f16_vec_dot, T_F32);
     compute(T_BF16, bf16_to_float, bf16_from_float, bf16_vec_dot, T_F32);
     compute(T_Q8_0, q8_0_to_float, q8_0_from_float, q8_0_vec_dot, T_Q8_0);
+    activation(T_Q8_0, q8_0_to_float, q8_0_from_float);
   }
 };
 
@@ -237,12 +145,88 @@ const Table& table() {
   return tbl;
 }
 
+const char* const kIsaNames[ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
+
+// Scalar entries of the table as a kernel set, then each supported ISA layered on the one below.
+struct Kernels {
+  KernelSet set[ISA_COUNT];
+  bool ok[ISA_COUNT] = {};
+  Isa active = ISA_SCALAR;
+  Kernels() {
+    const Table& tb = table();
+    for (int t = 0; t < int{T_COUNT}; t++) {
+      set[ISA_SCALAR].vec_dot[t] = tb.t[t].vec_dot;
+      set[ISA_SCALAR].quantize_act[t] = tb.t[t].quantize_act;
+    }
+    ok[ISA_SCALAR] = true;
+    auto layer = [&](Isa isa, Isa base, bool (*fill)(KernelSet&)) {
+      if (!ok[base]) return;
+      KernelSet ks;
+      if (!fill(ks)) return;
+      set[isa] = set[base];
+      for (int t = 0; t < int{T_COUNT}; t++) {
+        if (ks.vec_dot[t]) set[isa].vec_dot[t] = ks.vec_dot[t];
+        if (ks.quantize_act[t]) set[isa].quantize_act[t] = ks.quantize_act[t];
+      }
+      ok[isa] = true;
+    };
+    layer(ISA_AVX2, ISA_SCALAR, fill_kernels_avx2);
+    layer(ISA_AVX512, ISA_AVX2, fill_kernels_avx512);
+    layer(ISA_NEON, ISA_SCALAR, fill_kernels_neon);
+
+    const char* cap = std::getenv("QWEN35CPU_ISA");
+    int limit = ISA_COUNT - 1;
+    if (cap && *cap) {
+      limit = -1;
+      for (int i = 0; i < ISA_COUNT; i++)
+        if (std::string(cap) == kIsaNames[i]) limit = i;
+      // An unknown name must not silently pick a path: fall back to the reference.
+      if (limit < 0) limit = ISA_SCALAR;
+    }
+    for (int i = ISA_COUNT - 1; i >= 0; i--) {
+      // NEON and the x86 sets never coexist, so "highest supported id under the cap" is the best.
+      if (i <= limit && ok[i]) {
+        active = static_cast<Isa>(i);
+        break;
+      }
+    }
+  }
+};
+
+const Kernels& all_kernels() {
+  static const Kernels k;
+  return k;
+}
+
+// The table handed out: scalar traits with the active ISA's kernels.
+struct ActiveTable {
+  TypeTraits t[T_COUNT];
+  ActiveTable() {
+    const Kernels& k = all_kernels();
+    const KernelSet& ks = k.set[k.active];
+    for (int i = 0; i < int{T_COUNT}; i++) {
+      t[i] = table().t[i];
+      if (t[i].vec_dot) t[i].vec_dot = ks.vec_dot[i];
+      if (t[i].quantize_act) t[i].quantize_act = ks.quantize_act[i];
+    }
+  }
+};
+
 }  // namespace
 
 const TypeTraits* type_traits(uint32_t type) {
   if (type >= T_COUNT) return nullptr;
-  const TypeTraits& t = table().t[type];
+  static const ActiveTable active;
+  const TypeTraits& t = active.t[type];
   return t.name ? &t : nullptr;
 }
+
+const char* isa_name(Isa isa) { return isa >= 0 && isa < ISA_COUNT ? kIsaNames[isa] : "?"; }
+
+bool isa_supported(Isa isa) { return isa >= 0 && isa < ISA_COUNT && all_kernels().ok[isa]; }
+
+const KernelSet* kernels(Isa isa) { return isa_supported(isa) ? &all_kernels().set[isa] : nullptr; }
+
+Isa active_isa() { return all_kernels().active; }
 
 }  // namespace q35

@@ -30,13 +30,19 @@ struct TypeTraits {
   int64_t blck_size = 0;
   size_t type_size = 0;        // bytes per block
   to_float_fn to_float = nullptr;
+  // The weight quantizer: the careful (slow) scalar one, bit-exact with the gguf package where
+  // that package can quantize the type. Used by the converter.
   from_float_fn from_float = nullptr;
-  vec_dot_fn vec_dot = nullptr;
+  // Row quantizer for activations (set for the vec_dot types Q8_0 and Q8_K): the fastest path
+  // of this CPU; SIMD paths may round ties differently from from_float.
+  from_float_fn quantize_act = nullptr;
+  vec_dot_fn vec_dot = nullptr;  // the fastest path of this CPU (see kernels.h)
   uint32_t vec_dot_type = T_F32;
   bool computable() const { return to_float && vec_dot; }
 };
 
-// Traits of a ggml type id; nullptr for ids ggml does not define.
+// Traits of a ggml type id, with the kernels of the active ISA; nullptr for ids ggml does not
+// define.
 const TypeTraits* type_traits(uint32_t type);
 // Bytes of a row of ne0 elements (ne0 must be a multiple of the block size).
 inline size_t row_size(const TypeTraits& t, int64_t ne0) {

@@ -1,0 +1,36 @@
+// Kernel sets per instruction set, chosen at run time.
+//
+// The scalar kernels (quant_ref*.cpp) are the reference. Each SIMD file (simd/*.cpp, compiled with
+// its own -m flags) fills in the entries it accelerates; entries it leaves null fall back to the
+// scalar ones. type_traits() hands out the kernels of the active ISA: the best one the CPU supports,
+// capped by the environment variable QWEN35CPU_ISA (scalar|avx2|avx512|neon), read once at start-up.
+// Tests and benchmarks reach every supported set through kernels(isa).
+#pragma once
+
+#include "quant.h"
+
+namespace q35 {
+
+enum Isa : int { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3, ISA_COUNT = 4 };
+
+struct KernelSet {
+  vec_dot_fn vec_dot[T_COUNT] = {};           // by weight type: dot against its vec_dot_type
+  from_float_fn quantize_act[T_COUNT] = {};   // by activation type (Q8_0, Q8_K): quantize a row
+};
+
+// Each ISA's file defines its fill function; it returns false (and fills nothing) when the file
+// was not compiled for this architecture. A set builds on the one below it: AVX-512 on AVX2.
+bool fill_kernels_avx2(KernelSet& ks);
+bool fill_kernels_avx512(KernelSet& ks);
+bool fill_kernels_neon(KernelSet& ks);
+
+const char* isa_name(Isa isa);
+// Compiled in and supported by this CPU (and OS).
+bool isa_supported(Isa isa);
+// The complete kernel set of a supported ISA (scalar entries where it has none of its own);
+// nullptr for an unsupported one.
+const KernelSet* kernels(Isa isa);
+// The ISA whose kernels type_traits() hands out.
+Isa active_isa();
+
+}  // namespace q35
