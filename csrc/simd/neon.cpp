@@ -208,13 +208,13 @@ void quantize_q8_k(const float* src, void* dst, int64_t n) {
           break;
         }
     }
-    if (mx == 0.0f) {
-      b[i].d = 0.0f;
-      std::memset(b[i].qs, 0, sizeof b[i].qs);
-      std::memset(b[i].bsums, 0, sizeof b[i].bsums);
+    const float iscale = -127.0f / mx;
+    // All zero, or |mx| so small that -127/mx overflows: every quant would round to 0 (as the
+    // scalar reference decides too).
+    if (mx == 0.0f || !std::isfinite(iscale)) {
+      std::memset(&b[i], 0, sizeof(BlockQ8_K));
       continue;
     }
-    const float iscale = -127.0f / mx;
     const int32x4_t k127 = vdupq_n_s32(127);
     for (int j = 0; j < QK_K; j += 16) {
       int32x4_t q[4];
