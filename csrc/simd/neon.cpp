@@ -25,9 +25,11 @@ namespace q35 {
 namespace {
 bool cpu_has_dotprod() {
 #if defined(__APPLE__)
+  // macOS 11 lacks the FEAT_* keys; every Apple arm64 chip (M1 / A14 on) has sdot.
   int v = 0;
   size_t len = sizeof(v);
-  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, nullptr, 0) == 0 && v != 0;
+  if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, nullptr, 0) != 0) return true;
+  return v != 0;
 #elif defined(__linux__)
   return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #else
