@@ -8,8 +8,8 @@
 //  2. the sub-block scales are quantized to the format's few-bit integers against the f16
 //     super-block scale, trying the neighbours of the rounded integer and keeping the one whose
 //     re-quantized values have the least error;
-//  3. the super-block scale is refitted by least squares given the integer scales and quants,
-//     and kept if the re-quantized block is better.
+//  3. (affine types) the super-block scale and min are refitted by least squares given the
+//     integer scales and quants, and kept if the re-quantized block is better.
 // Fitting runs on the super-block divided by its largest magnitude, so huge and tiny weights
 // neither overflow the sums nor lose them to underflow.
 #pragma once
@@ -126,7 +126,8 @@ double grid_error(const float* x, int n, float dl, uint8_t* q, int offset) {
   return err;
 }
 
-// Stages 2 and 3 for symmetric types: xn[nsub*sub] (normalised), real-valued sub-block scales
+// Stage 2 for symmetric types (stage 3 gained under 0.1% RMSE here for a third more time, so
+// these types skip it): xn[nsub*sub] (normalised), real-valued sub-block scales
 // s[], integer scales in [lmin, lmax], super scale d = amax_real * dn stored as f16.
 // Outputs the integer scales ls[], the quants q[] (grid index + offset) and the f16 scale.
 // Returns the squared error in normalised units.
@@ -163,30 +164,9 @@ double quantize_scales_sym(const float* xn, int nsub, int sub, const float* s, i
     }
     return total;
   };
+  // The sub-block scale of largest magnitude maps to lmin, the end with more room (as ggml).
   *d16 = fp16_saturate(smax / static_cast<float>(lmin) * amax);
-  double err = assign(*d16, ls, q);
-  // Stage 3: least-squares super scale for the chosen integers, then re-assign.
-  double num = 0.0, den = 0.0;
-  for (int j = 0; j < nsub; j++) {
-    for (int i = 0; i < sub; i++) {
-      const double u = static_cast<double>(ls[j]) * G::value(q[j * sub + i] - offset);
-      num += u * xn[j * sub + i];
-      den += u * u;
-    }
-  }
-  if (den > 0.0) {
-    const uint16_t d2 = fp16_saturate(static_cast<float>(num / den) * amax);
-    int ls2[QK_K / 16];
-    uint8_t q2[QK_K];
-    const double err2 = assign(d2, ls2, q2);
-    if (err2 < err) {
-      err = err2;
-      *d16 = d2;
-      for (int j = 0; j < nsub; j++) ls[j] = ls2[j];
-      for (int i = 0; i < nsub * sub; i++) q[i] = q2[i];
-    }
-  }
-  return err;
+  return assign(*d16, ls, q);
 }
 
 // Largest magnitude of x[0..n); blocks below kTinyBlock are stored as zeros (their f16 scales
