@@ -311,7 +311,7 @@ CFG_Q: dict[str, Any] = {
     "linear_num_value_heads": 4,
     "linear_key_head_dim": 64,
     "linear_value_head_dim": 64,
-    "num_experts": 4,
+    "num_experts": 2,
     "moe_intermediate_size": 256,
     "shared_expert_intermediate_size": 80,
 }
@@ -414,8 +414,8 @@ def test_max_size_real_file(conv: Conv, q_ckpt: tuple[Path, dict[str, np.ndarray
     up = {t.name: t.tensor_type for t in r.tensors if t.tensor_type != rb[t.name]}
     assert up, "the extra room bought nothing"
     assert total > base.stat().st_size - gguf.GGUFReader(base).data_offset
-    # expert down projections of the edge layers are the first to move
-    assert up.get("blk.0.ffn_down_exps.weight") == QT.Q4_K and up.get("blk.3.ffn_down_exps.weight") == QT.Q4_K
+    # the expert down projections move first: one step of all four costs 4 * 17408 bytes < 200 kB
+    assert all(up.get(f"blk.{i}.ffn_down_exps.weight") in (QT.Q4_K, QT.Q5_K) for i in range(4)), up
 
 
 def test_threads_give_identical_bytes(q_ckpt: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
@@ -445,8 +445,8 @@ def test_failures_leave_nothing(
 
 def test_streaming_peak_memory_quantized(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    canon = make_random_checkpoint(src, {**CFG_Q, "num_experts": 16}, "hub", "bf16")
-    want = expected_tensors(canon, {**CFG_Q, "num_experts": 16})
+    canon = make_random_checkpoint(src, {**CFG_Q, "num_experts": 8}, "hub", "bf16")
+    want = expected_tensors(canon, {**CFG_Q, "num_experts": 8})
     largest = max(x.nbytes for x in want.values())
     assert sum(x.nbytes for x in want.values()) >= 8 * largest
     convert(src, tmp_path / "warm.gguf", "q4_k_m", progress=False)

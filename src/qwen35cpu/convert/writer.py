@@ -107,8 +107,9 @@ def _produce_f32(ckpt: Checkpoint, p: PlannedTensor, d: dict[str, int]) -> np.nd
 
 def encode(x: np.ndarray, qtype: gguf.GGMLQuantizationType, n_threads: int = 1) -> np.ndarray:
     """float32 tensor -> the array GGUF stores for `qtype`: `x` itself for F32, else the bytes of the
-    core's quantizer (rows along the last axis, run in parallel on n_threads; bit-identical to ggml's
-    reference quantizers)."""
+    core's weight quantizer for that type (rows along the last axis, in parallel on n_threads; the
+    result does not depend on n_threads). F16, BF16, Q8_0 and Q4_0 are bit-identical to gguf-py /
+    ggml; the k-quants and IQ4 types are the core's own least-squares fits in ggml's block formats."""
     if qtype == QT.F32:
         return x
     from .. import _core
