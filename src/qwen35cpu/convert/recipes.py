@@ -300,7 +300,8 @@ def _fill_budget(choices: list[Choice], n_layers: int, budget: int) -> list[Choi
     if total > budget:
         raise ValueError(
             f"the recipe alone needs {total} bytes ({total / 1e9:.2f} GB) of tensor data, over the budget "
-            f"of {budget} bytes ({budget / 1e9:.2f} GB); choose a smaller --type or a larger --max-size"
+            f"of {budget} bytes ({budget / 1e9:.2f} GB) left for it; choose a smaller --type or a larger "
+            "--max-size"
         )
     # Greedy: always try the tensor with the fewest bits per weight (ties: _priority, then plan order).
     # A step that does not fit is dropped for good: the room left only shrinks.
