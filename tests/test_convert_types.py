@@ -381,6 +381,22 @@ def test_conversion_matches_dry_run_and_core(
         np.testing.assert_array_equal(back, core, err_msg=t.name)
 
 
+@pytest.mark.parametrize("out_type", ["mac192", "q4_k_m", "q3_k_m", "q2_k", "iq4_xs", "q6_k"])
+def test_written_files_run(out_type: str, conv: Conv) -> None:
+    """Every type a recipe writes (fallbacks included) is one the core computes: the file loads and a
+    prompt gives finite logits that still follow the f32 model's (correlation > 0: these random tiny
+    models amplify weight error chaotically, so nothing tighter is claimed here)."""
+    import qwen35cpu
+
+    ids = list(range(1, 9))
+    logits = {}
+    for t in ("f32", out_type):
+        model = qwen35cpu.load(conv(t), n_threads=2)
+        logits[t] = np.asarray(model.session(n_ctx=16).eval(ids))
+    assert np.isfinite(logits[out_type]).all()
+    assert np.corrcoef(logits["f32"], logits[out_type])[0, 1] > 0
+
+
 def test_fallback_types_and_note(
     q_ckpt: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
