@@ -142,6 +142,14 @@ def test_mac192_types_and_size(model: str, tmp_path: Path) -> None:
         assert total == 173_606_431_744
 
 
+def test_dry_run_tied_embeddings(tmp_path: Path) -> None:
+    text = REAL["35B-A3B"]
+    untied = total_line(dry_run(write_config(tmp_path / "a", text), "mac192"))
+    lines = dry_run(write_config(tmp_path / "b", {**text, "tie_word_embeddings": True}), "mac192")
+    assert not any(ln.startswith("output ") for ln in lines)
+    assert total_line(lines) == untied - nbytes(expected_ne(text)["output.weight"], QT.Q6_K)
+
+
 def _more_bits(n: int) -> set[int]:
     """llama.cpp's use_more_bits for n = 40 written out: layers < 5, >= 35, and 7, 10, ..., 34."""
     assert n == 40
