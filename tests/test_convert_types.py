@@ -442,12 +442,25 @@ def test_max_size_real_file(conv: Conv, q_ckpt: tuple[Path, dict[str, np.ndarray
     assert all(up.get(f"blk.{i}.ffn_down_exps.weight") in (QT.Q4_K, QT.Q5_K) for i in range(4)), up
 
 
-def test_threads_give_identical_bytes(q_ckpt: tuple[Path, dict[str, np.ndarray]], tmp_path: Path) -> None:
+def test_threads_give_identical_bytes(
+    q_ckpt: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qwen35cpu.convert import writer
+
     a = convert(q_ckpt[0], tmp_path / "a.gguf", "q4_k_m", n_threads=1, progress=False)
+    # every tensor through the threaded float32 conversion (fused hub experts, and per-expert tensors)
+    monkeypatch.setattr(writer, "_PARALLEL_MIN", 1)
     b = convert(q_ckpt[0], tmp_path / "b.gguf", "q4_k_m", n_threads=3, progress=False)
     assert a.read_bytes() == b.read_bytes()
+    sp = tmp_path / "q"  # same values (same cfg and seed), save_pretrained layout, same folder name
+    make_random_checkpoint(sp, CFG_Q, "save_pretrained", "bf16", seed=5)
+    c = convert(sp, tmp_path / "c.gguf", "q4_k_m", n_threads=3, progress=False)
+    ta, tc = gguf.GGUFReader(a).tensors, gguf.GGUFReader(c).tensors
+    assert [t.name for t in ta] == [t.name for t in tc]
+    for x, y in zip(ta, tc, strict=True):
+        assert np.asarray(x.data).tobytes() == np.asarray(y.data).tobytes(), x.name
     with pytest.raises(ValueError, match="--threads must be at least 1"):
-        convert(q_ckpt[0], tmp_path / "c.gguf", "q4_k_m", n_threads=0, progress=False)
+        convert(q_ckpt[0], tmp_path / "d.gguf", "q4_k_m", n_threads=0, progress=False)
 
 
 def test_failures_leave_nothing(

@@ -13,13 +13,14 @@ import math
 import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import gguf
 import numpy as np
 
-from .checkpoint import Checkpoint, TextConfig, read_text_config, to_f32, to_f32_into
+from .checkpoint import Checkpoint, TextConfig, read_text_config, to_f32_into
 from .mapping import RAW_TRANSFORMS, TRANSFORMS, PlannedTensor, dims, plan_tensors
 from .recipes import RECIPES, Choice, Recipe
 from .sizes import config_plan, planned_choices, size_table
@@ -84,20 +85,51 @@ def dry_run(src: Path, out_type: str, max_size_gb: float | None = None) -> list[
 # -- tensor production -----------------------------------------------------------------------------
 
 
-def _produce_f32(ckpt: Checkpoint, p: PlannedTensor, d: dict[str, int]) -> np.ndarray:
+# Conversion to float32 is split over threads along the first axis (numpy releases the GIL in the
+# copies); below this many elements one thread is faster than handing out the work.
+_PARALLEL_MIN = 1 << 20
+
+
+def _to_f32(raw: np.ndarray, pool: ThreadPoolExecutor | None, parts: int) -> np.ndarray:
+    """A new float32 array from a stored-dtype array, converted in `parts` slices of the first axis."""
+    out = np.empty(raw.shape, dtype=np.float32)
+    n = raw.shape[0] if raw.ndim else 0
+    parts = min(parts, n)
+    if pool is None or parts < 2 or raw.size < _PARALLEL_MIN:
+        to_f32_into(raw, out)
+        return out
+    bounds = [n * k // parts for k in range(parts + 1)]
+    list(pool.map(lambda a, b: to_f32_into(raw[a:b], out[a:b]), bounds[:-1], bounds[1:]))
+    return out
+
+
+def _produce_f32(
+    ckpt: Checkpoint,
+    p: PlannedTensor,
+    d: dict[str, int],
+    pool: ThreadPoolExecutor | None = None,
+    parts: int = 1,
+) -> np.ndarray:
     """The output tensor in float32, GGUF row-major shape. Peak: about twice its size."""
     names = p.transforms
     raw_steps = [n for n in names if n in RAW_TRANSFORMS]
     value_steps = [n for n in names if n not in RAW_TRANSFORMS]
     if p.source.stacked:
         x = np.empty((len(p.hf_names), *p.hf_shape), dtype=np.float32)
-        for e, name in enumerate(p.hf_names):
-            to_f32_into(ckpt.raw(name), x[e])
+
+        def one(e: int) -> None:
+            to_f32_into(ckpt.raw(p.hf_names[e]), x[e])
+
+        if pool is None:
+            for e in range(len(p.hf_names)):
+                one(e)
+        else:
+            list(pool.map(one, range(len(p.hf_names))))
     else:
         raw = ckpt.raw(p.hf_names[0]).reshape(p.hf_shape)
         for step in raw_steps:
             raw = TRANSFORMS[step](raw, d)
-        x = to_f32(raw)
+        x = _to_f32(raw, pool, parts)
     for step in value_steps:
         x = TRANSFORMS[step](x, d)
     if x.size != int(np.prod(p.shape)):
@@ -274,6 +306,7 @@ def convert(
 
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     bar: Any = None
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
         w.write_header_to_file(tmp)
         w.write_kv_data_to_file()
@@ -292,7 +325,7 @@ def convert(
             total=sum(o.nbytes for o in outs), unit="B", unit_scale=True, desc=out.name, disable=not progress
         )
         for o in outs:
-            x = _produce_f32(ckpt, o.planned, d)
+            x = _produce_f32(ckpt, o.planned, d, pool, threads)
             data = encode(x, o.qtype, threads)
             del x
             if data.nbytes != o.nbytes:
@@ -314,4 +347,6 @@ def convert(
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.shutdown()
     return out
