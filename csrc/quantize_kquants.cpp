@@ -43,8 +43,8 @@ void fit_affine(const float* x, int n, int nmax, int nsteps, float rlo, float rs
   float lo = x[0], hi = x[0];
   double sx = 0, sx2 = 0;
   for (int i = 0; i < n; i++) {
-    lo = std::fmin(lo, x[i]);
-    hi = std::fmax(hi, x[i]);
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
     sx += x[i];
     sx2 += static_cast<double>(x[i]) * x[i];
   }
@@ -294,12 +294,16 @@ void q3_k_from_float(const float* src, void* dst, int64_t n) {
       if (j < 8) b[i].scales[j] |= static_cast<uint8_t>(l & 15); else b[i].scales[j - 8] |= static_cast<uint8_t>((l & 15) << 4);
       b[i].scales[8 + j % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (j / 4)));
     }
-    // Value v = 128h + 32j + 16u + l: low 2 bits at qs[32h + 16u + l] bits 2j, high bit at
-    // hmask[16u + l] bit 4h + j (spec 6.2).
-    for (int v = 0; v < QK_K; v++) {
-      const int h = v / 128, j = (v % 128) / 32, r = v % 32;
-      b[i].qs[32 * h + r] |= static_cast<uint8_t>((L[v] & 3) << (2 * j));
-      if (L[v] & 4) b[i].hmask[r] |= static_cast<uint8_t>(1 << (4 * h + j));
+    // Value v = 128h + 32j + r (r < 32): low 2 bits in bits 2j of qs[32h + r], high bit in bit
+    // 4h + j of hmask[r] (spec 6.2).
+    for (int h = 0; h < 2; h++) {
+      for (int r = 0; r < 32; r++) {
+        const uint8_t* Lh = L + 128 * h + r;
+        b[i].qs[32 * h + r] =
+            static_cast<uint8_t>((Lh[0] & 3) | ((Lh[32] & 3) << 2) | ((Lh[64] & 3) << 4) | ((Lh[96] & 3) << 6));
+        b[i].hmask[r] |= static_cast<uint8_t>(((Lh[0] >> 2) | ((Lh[32] >> 2) << 1) | ((Lh[64] >> 2) << 2) |
+                                               ((Lh[96] >> 2) << 3)) << (4 * h));
+      }
     }
   }
 }
