@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["OUT_TYPES", "convert"]
+__all__ = ["OUT_TYPES", "convert", "dry_run"]
 
 if TYPE_CHECKING:
-    from .writer import OUT_TYPES, convert
+    from .writer import OUT_TYPES, convert, dry_run
 
 
 def __getattr__(name: str) -> Any:

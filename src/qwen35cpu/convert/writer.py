@@ -9,86 +9,127 @@ next to OUT under a temporary name and renamed onto OUT only once complete and s
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import gguf
 import numpy as np
 
-from .checkpoint import Checkpoint, TextConfig, read_text_config, to_f32, to_f32_into
+from .checkpoint import Checkpoint, TextConfig, read_text_config, to_f32_into
 from .mapping import RAW_TRANSFORMS, TRANSFORMS, PlannedTensor, dims, plan_tensors
+from .recipes import RECIPES, Choice, Recipe
+from .sizes import config_plan, planned_choices, size_table
 from .vocab import add_vocab_to_writer, read_hf_vocab
 
-__all__ = ["OUT_TYPES", "convert"]
+__all__ = ["OUT_TYPES", "convert", "dry_run"]
 
 ARCH = "qwen35moe"
 QT = gguf.GGMLQuantizationType
 
-# out type -> (ggml type of the big tensors, llama_ftype written as general.file_type)
-OUT_TYPES: dict[str, tuple[gguf.GGMLQuantizationType, int]] = {
-    "f32": (QT.F32, int(gguf.LlamaFileType.ALL_F32)),  # 0
-    "f16": (QT.F16, int(gguf.LlamaFileType.MOSTLY_F16)),  # 1
-    "q8_0": (QT.Q8_0, int(gguf.LlamaFileType.MOSTLY_Q8_0)),  # 7
-    "bf16": (QT.BF16, int(gguf.LlamaFileType.MOSTLY_BF16)),  # 32
-}
+# --type values: the recipes (recipes.py), f32/f16/bf16/q8_0 and the k-quant mixes.
+OUT_TYPES: tuple[str, ...] = tuple(RECIPES)
 
-_CHUNK_BYTES = 1 << 18  # f16/bf16/q8_0 conversion runs over row blocks of about this many f32 bytes
-
-
-@dataclass(frozen=True)
-class _Output:
-    planned: PlannedTensor
-    qtype: gguf.GGMLQuantizationType
-
-    @property
-    def nbytes(self) -> int:
-        block, type_size = gguf.GGML_QUANT_SIZES[self.qtype]
-        n = int(np.prod(self.planned.shape))
-        return n // block * type_size
+GB = 1e9  # --max-size unit
 
 
 def _note(msg: str) -> None:
     print(f"convert: {msg}", file=sys.stderr)
 
 
-def _choose_types(plan: list[PlannedTensor], qtype: gguf.GGMLQuantizationType) -> list[_Output]:
-    outs: list[_Output] = []
-    fallback: list[str] = []
-    for p in plan:
-        t = QT.F32 if p.rule.f32 or len(p.shape) <= 1 else qtype
-        if t == QT.Q8_0 and p.shape[-1] % gguf.GGML_QUANT_SIZES[QT.Q8_0][0] != 0:
-            t = QT.F16
-            fallback.append(p.name)
-        outs.append(_Output(p, t))
-    if fallback:
-        _note(
-            f"{len(fallback)} tensor(s) have a row length that is not a multiple of 32 and are written as "
-            f"f16 instead of q8_0: {', '.join(fallback)}"
-        )
-    return outs
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on every platform
+        return os.cpu_count() or 1
+
+
+def _recipe(out_type: str) -> Recipe:
+    if out_type not in RECIPES:
+        raise ValueError(f"unsupported output type {out_type!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[out_type]
+
+
+def _max_size_bytes(max_size_gb: float | None) -> int | None:
+    if max_size_gb is None:
+        return None
+    if not math.isfinite(max_size_gb) or max_size_gb <= 0:
+        raise ValueError(f"--max-size must be a positive number of GB, got {max_size_gb}")
+    return int(max_size_gb * GB)
+
+
+def dry_run(src: Path, out_type: str, max_size_gb: float | None = None) -> list[str]:
+    """The lines `convert --dry-run` prints: output bytes per tensor group and the total, computed from
+    SRC/config.json alone. They equal the tensor data (with alignment padding) a conversion writes."""
+    recipe = _recipe(out_type)
+    max_size = _max_size_bytes(max_size_gb)
+    cfg = read_text_config(Path(src))
+    plan = config_plan(cfg)
+    choices, notes, budget = planned_choices(cfg, plan, recipe, max_size)
+    for n in notes:
+        _note(n)
+    head = f"{model_name(Path(src))}: --type {out_type}"
+    lines = [head + (f" --max-size {max_size_gb:g}" if budget else "")]
+    lines += size_table(choices)
+    lines.append(
+        "(tensor data and alignment padding; the header and metadata, mostly the vocabulary, come on top"
+        + (f"; --max-size keeps {max_size - budget} bytes for them)" if max_size and budget else ")")
+    )
+    return lines
 
 
 # -- tensor production -----------------------------------------------------------------------------
 
 
-def _produce_f32(ckpt: Checkpoint, p: PlannedTensor, d: dict[str, int]) -> np.ndarray:
+# Conversion to float32 is split over threads along the first axis (numpy releases the GIL in the
+# copies); below this many elements one thread is faster than handing out the work.
+_PARALLEL_MIN = 1 << 20
+
+
+def _to_f32(raw: np.ndarray, pool: ThreadPoolExecutor | None, parts: int) -> np.ndarray:
+    """A new float32 array from a stored-dtype array, converted in `parts` slices of the first axis."""
+    out = np.empty(raw.shape, dtype=np.float32)
+    n = raw.shape[0] if raw.ndim else 0
+    parts = min(parts, n)
+    if pool is None or parts < 2 or raw.size < _PARALLEL_MIN:
+        to_f32_into(raw, out)
+        return out
+    bounds = [n * k // parts for k in range(parts + 1)]
+    list(pool.map(lambda a, b: to_f32_into(raw[a:b], out[a:b]), bounds[:-1], bounds[1:]))
+    return out
+
+
+def _produce_f32(
+    ckpt: Checkpoint,
+    p: PlannedTensor,
+    d: dict[str, int],
+    pool: ThreadPoolExecutor | None = None,
+    parts: int = 1,
+) -> np.ndarray:
     """The output tensor in float32, GGUF row-major shape. Peak: about twice its size."""
     names = p.transforms
     raw_steps = [n for n in names if n in RAW_TRANSFORMS]
     value_steps = [n for n in names if n not in RAW_TRANSFORMS]
     if p.source.stacked:
         x = np.empty((len(p.hf_names), *p.hf_shape), dtype=np.float32)
-        for e, name in enumerate(p.hf_names):
-            to_f32_into(ckpt.raw(name), x[e])
+
+        def one(e: int) -> None:
+            to_f32_into(ckpt.raw(p.hf_names[e]), x[e])
+
+        if pool is None:
+            for e in range(len(p.hf_names)):
+                one(e)
+        else:
+            list(pool.map(one, range(len(p.hf_names))))
     else:
         raw = ckpt.raw(p.hf_names[0]).reshape(p.hf_shape)
         for step in raw_steps:
             raw = TRANSFORMS[step](raw, d)
-        x = to_f32(raw)
+        x = _to_f32(raw, pool, parts)
     for step in value_steps:
         x = TRANSFORMS[step](x, d)
     if x.size != int(np.prod(p.shape)):
@@ -96,25 +137,25 @@ def _produce_f32(ckpt: Checkpoint, p: PlannedTensor, d: dict[str, int]) -> np.nd
     return np.ascontiguousarray(x.reshape(p.shape), dtype=np.float32)
 
 
-def encode(x: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
-    """float32 tensor -> the bytes (or f32/f16 array) GGUF stores for `qtype`, bit-identical to
-    gguf.quants.quantize of the whole tensor; converted over row blocks to bound the memory."""
+def encode(x: np.ndarray, qtype: gguf.GGMLQuantizationType, n_threads: int = 1) -> np.ndarray:
+    """float32 tensor -> the array GGUF stores for `qtype`: `x` itself for F32, else the bytes of the
+    core's weight quantizer for that type (rows along the last axis, in parallel on n_threads; the
+    result does not depend on n_threads). F16, BF16, Q8_0 and Q4_0 are bit-identical to gguf-py /
+    ggml; the k-quants and IQ4 types are the core's own least-squares fits in ggml's block formats."""
     if qtype == QT.F32:
         return x
+    from .. import _core
+
     rows = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(1, -1)
-    if qtype == QT.F16:
-        out = np.empty(rows.shape, dtype=np.float16)
-    else:
-        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-        out = np.empty((rows.shape[0], rows.shape[1] // block * type_size), dtype=np.uint8)
-    step = max(1, _CHUNK_BYTES // max(1, rows.shape[1] * 4))
-    for r in range(0, rows.shape[0], step):
-        chunk = rows[r : r + step]
-        if qtype == QT.F16:
-            out[r : r + step] = chunk.astype(np.float16)
-        else:
-            out[r : r + step] = gguf.quants.quantize(chunk, qtype)
-    return out
+    return _core.quantize(int(qtype), rows, n_threads)
+
+
+def _check_core_quantizes(types: set[gguf.GGMLQuantizationType]) -> None:
+    from .. import _core
+
+    missing = sorted(t.name for t in types if t != QT.F32 and not _core.type_info(int(t))["can_quantize"])
+    if missing:
+        raise ValueError(f"this build of qwen35cpu cannot quantize to {', '.join(missing)}")
 
 
 # -- metadata --------------------------------------------------------------------------------------
@@ -122,7 +163,7 @@ def encode(x: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
 _SIZE_IN_NAME = re.compile(r"[-_](\d+(?:\.\d+)?[BbMmKkTt])(?:[-_][Aa]\d+(?:\.\d+)?[BbMm])?$")
 
 
-def _param_counts(outs: list[_Output], n_experts: int) -> tuple[int, int, int]:
+def _param_counts(outs: list[Choice], n_experts: int) -> tuple[int, int, int]:
     total = shared = expert = 0
     for o in outs:
         n = int(np.prod(o.planned.shape))
@@ -142,7 +183,7 @@ def model_name(src: Path) -> str:
     return path.name or "model"
 
 
-def _add_metadata(w: gguf.GGUFWriter, c: TextConfig, src: Path, outs: list[_Output], file_type: int) -> None:
+def _add_metadata(w: gguf.GGUFWriter, c: TextConfig, src: Path, outs: list[Choice], file_type: int) -> None:
     name = model_name(src)
     m = _SIZE_IN_NAME.search(name)
     total, shared, expert = _param_counts(outs, c.num_experts)
@@ -206,22 +247,35 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def convert(src: Path, out: Path, out_type: str, *, progress: bool = True) -> Path:
+def convert(
+    src: Path,
+    out: Path,
+    out_type: str,
+    *,
+    max_size_gb: float | None = None,
+    n_threads: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Convert the Hugging Face Qwen3.5-MoE folder `src` to a qwen35moe GGUF at `out`.
 
-    out_type: "f32", "f16", "bf16" or "q8_0" for the matrices; norms, router weights, the conv kernel,
-    ssm_a and ssm_dt are always F32 (spec 5.3 step 7). Returns `out`. Bad input raises ValueError or
-    FileNotFoundError with a one-line message; on any failure neither OUT nor a temporary file is left
-    (an existing OUT is replaced only by a complete file).
+    out_type: a recipe of recipes.RECIPES ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m",
+    "q3_k_m", "q2_k", "iq4_xs", "mac192"); norms, router weights, the conv kernel, ssm_a and ssm_dt are
+    always F32 (spec 5.3 step 7). max_size_gb: the file may not exceed this many GB (1e9 bytes); room
+    left under it after the recipe goes to upgrades (recipes.plan_types). n_threads: quantizer threads
+    (default: all cores). Returns `out`. Bad input raises ValueError or FileNotFoundError with a
+    one-line message; on any failure neither OUT nor a temporary file is left (an existing OUT is
+    replaced only by a complete file).
     """
-    if out_type not in OUT_TYPES:
-        raise ValueError(f"unsupported output type {out_type!r}; choose one of {', '.join(OUT_TYPES)}")
+    recipe = _recipe(out_type)
+    max_size = _max_size_bytes(max_size_gb)
+    threads = default_threads() if n_threads is None else n_threads
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
     src, out = Path(src), Path(out)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such model folder")
     if not src.is_dir():
         raise ValueError(f"{src}: not a folder; give the Hugging Face model folder")
-    qtype, file_type = OUT_TYPES[out_type]
 
     cfg = read_text_config(src)
     ckpt = Checkpoint(src)
@@ -231,12 +285,15 @@ def convert(src: Path, out: Path, out_type: str, *, progress: bool = True) -> Pa
     plan = plan_tensors(ckpt.shapes(), cfg)
     for kind, n in sorted(plan.skipped.items()):
         _note(f"skipping {n} {kind} tensor{'s' if n != 1 else ''} (not part of the text GGUF)")
-    outs = _choose_types(plan.tensors, qtype)
+    outs, notes, budget = planned_choices(cfg, plan.tensors, recipe, max_size)
+    for line in notes:
+        _note(line)
+    _check_core_quantizes({o.qtype for o in outs})
     vocab = read_hf_vocab(src, cfg.vocab_size)
     d = dims(cfg)
 
     w = gguf.GGUFWriter(path=None, arch=ARCH)
-    _add_metadata(w, cfg, src, outs, file_type)
+    _add_metadata(w, cfg, src, outs, int(recipe.file_type))
     add_vocab_to_writer(w, vocab)
     del vocab
     for o in outs:
@@ -249,25 +306,33 @@ def convert(src: Path, out: Path, out_type: str, *, progress: bool = True) -> Pa
 
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     bar: Any = None
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
         w.write_header_to_file(tmp)
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
+        assert w.fout is not None
+        if max_size is not None and budget is not None:
+            header = gguf.GGUFWriter.ggml_pad(w.fout[0].tell(), w.data_alignment)
+            if header > max_size - budget:
+                raise ValueError(
+                    f"the header and metadata take {header} bytes, more than the {max_size - budget} kept "
+                    "for them under --max-size; lower --max-size by that difference"
+                )
         from tqdm import tqdm
 
         bar = tqdm(
             total=sum(o.nbytes for o in outs), unit="B", unit_scale=True, desc=out.name, disable=not progress
         )
         for o in outs:
-            x = _produce_f32(ckpt, o.planned, d)
-            data = encode(x, o.qtype)
+            x = _produce_f32(ckpt, o.planned, d, pool, threads)
+            data = encode(x, o.qtype, threads)
             del x
             if data.nbytes != o.nbytes:
                 raise RuntimeError(f"{o.planned.name}: produced {data.nbytes} bytes, expected {o.nbytes}")
             w.write_tensor_data(data)
             del data
             bar.update(o.nbytes)
-        assert w.fout is not None
         for f in w.fout:
             f.flush()
             os.fsync(f.fileno())
@@ -282,4 +347,6 @@ def convert(src: Path, out: Path, out_type: str, *, progress: bool = True) -> Pa
     finally:
         if bar is not None:
             bar.close()
+        if pool is not None:
+            pool.shutdown()
     return out
