@@ -1,0 +1,225 @@
+// AVX-512 (F, BW, VL, DQ) dot products of the 256-value super-block types (Q2_K..Q6_K, IQ4_XS)
+// against Q8_K activations. Same arithmetic as avx2_kquants.cpp (see there for the int32 bounds and
+// how the offsets fold into bsums), 64 weights per instruction: a 512-bit register holds four
+// 16-value or two 32-value sub-blocks, and their scales come from one in-lane shuffle or vpermw.
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__)
+#include <type_traits>
+
+#include "simd/x86_util.h"
+
+namespace q35 {
+
+namespace {
+using namespace x86;
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// 8 unsigned 8-bit values -> int16 in every 128-bit lane.
+inline __m512i u8x8_to_lanes(const uint8_t* s) {
+  int64_t v;
+  std::memcpy(&v, s, 8);
+  return _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(v)));
+}
+
+// 32 int32 -> float, scaled into acc; a 256-bit int32 term (the bsums part) is added first.
+inline __m512 finish(__m512 acc, float d, __m512i sumi) {
+  return _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+}
+
+// The min term of Q4_K / Q5_K: sum_j m_j * (bsums[2j] + bsums[2j+1]) as 8 int32.
+inline __m256i mins_k4(const uint8_t mn[8], const int16_t* bsums) {
+  int64_t mv;
+  std::memcpy(&mv, mn, 8);
+  const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mv));
+  const __m256i mdup = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+  return _mm256_madd_epi16(load256(bsums), mdup);
+}
+
+// ---------------------------------------------------------------- Q4_K / Q5_K
+
+// Sub-blocks 2k and 2k+1 of a Q4_K / Q5_K super-block are the low and high nibbles of qs[32k..];
+// one register holds both, in value order. Q5_K adds bit 2k / 2k+1 of qh as bit 4.
+template <bool kQ5>
+float dot_k4(int64_t n, const void* vx, const void* vy) {
+  using Block = typename std::conditional<kQ5, BlockQ5_K, BlockQ4_K>::type;
+  const Block* x = static_cast<const Block*>(vx);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  __m512 acc = _mm512_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    uint8_t sc[8], mn[8];
+    unpack_scales_k4(x[i].scales, sc, mn);
+    accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins_k4(mn, y[i].bsums)), accm);
+    const __m512i scales = u8x8_to_lanes(sc);
+    __m512i qh2;
+    if constexpr (kQ5) {
+      // [qh, qh >> 1]: bit 2k of both halves is then the fifth bit of sub-blocks 2k and 2k+1.
+      qh2 = _mm512_broadcast_i64x4(load256(x[i].qh));
+      qh2 = _mm512_mask_srli_epi16(qh2, 0xFFFF0000u, qh2, 1);
+    }
+    __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
+    for (int k = 0; k < 4; k += 2) {
+      __m512i v0 = nibbles_lo_hi_32(x[i].qs + 32 * k);
+      __m512i v1 = nibbles_lo_hi_32(x[i].qs + 32 * k + 32);
+      if constexpr (kQ5) {
+        const __m512i b16 = _mm512_set1_epi8(0x10);
+        v0 = _mm512_mask_add_epi8(v0, _mm512_test_epi8_mask(qh2, _mm512_set1_epi8(static_cast<char>(1 << (2 * k)))), v0, b16);
+        v1 = _mm512_mask_add_epi8(v1, _mm512_test_epi8_mask(qh2, _mm512_set1_epi8(static_cast<char>(1 << (2 * k + 2)))), v1,
+                                  b16);
+      }
+      const __m512i p0 = _mm512_maddubs_epi16(v0, load512(y[i].qs + 64 * k));
+      const __m512i p1 = _mm512_maddubs_epi16(v1, load512(y[i].qs + 64 * k + 64));
+      sum0 = _mm512_add_epi32(sum0, _mm512_madd_epi16(p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k, 2 * k + 1))));
+      sum1 = _mm512_add_epi32(sum1, _mm512_madd_epi16(p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k + 2, 2 * k + 3))));
+    }
+    acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
+  }
+  return _mm512_reduce_add_ps(acc) + hsum(accm);
+}
+
+float vec_dot_q4_k(int64_t n, const void* x, const void* y) { return dot_k4<false>(n, x, y); }
+float vec_dot_q5_k(int64_t n, const void* x, const void* y) { return dot_k4<true>(n, x, y); }
+
+// ---------------------------------------------------------------- Q6_K
+
+float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
+  const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i m2 = _mm512_set1_epi8(0x30);
+  // Per 256-bit half: where the two high bits of ql's first / second 32 bytes sit in qh.
+  const __m512i shl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i shr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
+    const __m512i sc = _mm512_castsi256_si512(sc16);
+    const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5);
+    __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+    for (int h = 0; h < 2; h++) {
+      const __m512i l = load512(x[i].ql + 64 * h);
+      const __m512i hb = _mm512_broadcast_i64x4(load256(x[i].qh + 32 * h));
+      const __m512i v01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, shl01), m2));
+      const __m512i v23 =
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(hb, shr23), m2));
+      const int8_t* a = y[i].qs + 128 * h;
+      const __m512i p01 = _mm512_maddubs_epi16(v01, load512(a));
+      const __m512i p23 = _mm512_maddubs_epi16(v23, load512(a + 64));
+      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p01, _mm512_permutexvar_epi16(lane_index16(8 * h), sc)));
+      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p23, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc)));
+    }
+    acc = finish(acc, y[i].d * f16(x[i].d), sumi);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// ---------------------------------------------------------------- Q3_K / Q2_K
+
+// Both store 2-bit fields: byte l of qs[32h..] holds, at bits 2j, value l of the 32 values
+// 128h + 32j... (two 16-value sub-blocks 8h + 2j, 8h + 2j + 1). One register takes j and j+1.
+float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
+  const BlockQ3_K* x = static_cast<const BlockQ3_K*>(vx);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const __m512i m2 = _mm512_set1_epi8(3);
+  const __m512i b2 = _mm512_set1_epi8(4);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    int8_t s[16];
+    unpack_scales_q3k(x[i].scales, s);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+    const __m512i sc = _mm512_castsi256_si512(sc16);
+    const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 2);
+    __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+    // [hmask, hmask >> 1]: bit 4h + j of both halves is the high bit of pair j / j+1 of half h.
+    __m512i hm = _mm512_broadcast_i64x4(load256(x[i].hmask));
+    hm = _mm512_mask_srli_epi16(hm, 0xFFFF0000u, hm, 1);
+    for (int h = 0; h < 2; h++) {
+      __m512i q = _mm512_broadcast_i64x4(load256(x[i].qs + 32 * h));
+      q = _mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 2);
+      const int8_t* a = y[i].qs + 128 * h;
+      for (int j = 0; j < 4; j += 2) {
+        __m512i v = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m2);
+        v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(hm, _mm512_set1_epi8(static_cast<char>(1 << (4 * h + j)))), v, b2);
+        const __m512i p = _mm512_maddubs_epi16(v, load512(a + 32 * j));
+        sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, _mm512_permutexvar_epi16(lane_index16(8 * h + 2 * j), sc)));
+      }
+    }
+    acc = finish(acc, y[i].d * f16(x[i].d), sumi);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
+  const BlockQ2_K* x = static_cast<const BlockQ2_K*>(vx);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const __m512i m2 = _mm512_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  __m512 acc = _mm512_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const __m128i sb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
+    const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4)));
+    const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4)));
+    accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
+    __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
+    for (int h = 0; h < 2; h++) {
+      __m512i q = _mm512_broadcast_i64x4(load256(x[i].qs + 32 * h));
+      q = _mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 2);
+      const int8_t* a = y[i].qs + 128 * h;
+      const __m512i p0 = _mm512_maddubs_epi16(_mm512_and_si512(q, m2), load512(a));
+      const __m512i p1 = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q, 4), m2), load512(a + 64));
+      sum0 = _mm512_add_epi32(sum0, _mm512_madd_epi16(p0, _mm512_permutexvar_epi16(lane_index16(8 * h), sc)));
+      sum1 = _mm512_add_epi32(sum1, _mm512_madd_epi16(p1, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc)));
+    }
+    acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
+  }
+  return _mm512_reduce_add_ps(acc) + hsum(accm);
+}
+
+// ---------------------------------------------------------------- IQ4_XS
+
+float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
+  const BlockIQ4_XS* x = static_cast<const BlockIQ4_XS*>(vx);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    int16_t ls[8];
+    unpack_scales_iq4xs(x[i], ls);
+    const __m512i scales = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ls)));
+    __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
+    for (int ib = 0; ib < 8; ib += 4) {
+      const uint8_t* q = x[i].qs + 16 * ib;
+      const __m512i w0 = _mm512_shuffle_epi8(table, nibbles_lo_hi_2x(q, q + 16));
+      const __m512i w1 = _mm512_shuffle_epi8(table, nibbles_lo_hi_2x(q + 32, q + 48));
+      const __m512i p0 = dot_i8_pairs512(w0, load512(y[i].qs + 32 * ib));
+      const __m512i p1 = dot_i8_pairs512(w1, load512(y[i].qs + 32 * ib + 64));
+      sum0 = _mm512_add_epi32(sum0, _mm512_madd_epi16(p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib, ib + 1))));
+      sum1 = _mm512_add_epi32(sum1, _mm512_madd_epi16(p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib + 2, ib + 3))));
+    }
+    acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+}  // namespace
+
+void fill_avx512_kquants(KernelSet& ks, bool vnni) {
+  (void)vnni;
+  ks.vec_dot[T_Q2_K] = vec_dot_q2_k;
+  ks.vec_dot[T_Q3_K] = vec_dot_q3_k;
+  ks.vec_dot[T_Q4_K] = vec_dot_q4_k;
+  ks.vec_dot[T_Q5_K] = vec_dot_q5_k;
+  ks.vec_dot[T_Q6_K] = vec_dot_q6_k;
+  ks.vec_dot[T_IQ4_XS] = vec_dot_iq4_xs;
+}
+
+}  // namespace q35
+#else
+namespace q35 {
+void fill_avx512_kquants(KernelSet&, bool) {}
+}  // namespace q35
+#endif

@@ -1,0 +1,178 @@
+// Helpers shared by the x86 kernel files (avx2*.cpp, avx512*.cpp). Every function here has
+// internal linkage (anonymous namespace): each file compiles its own copy with its own -m flags,
+// so the linker can never hand an AVX-512-compiled copy to the AVX2 path.
+//
+// Precondition of every integer dot product in these files: activations (Q8_0 / Q8_K qs) lie in
+// [-127, 127], which both activation quantizers guarantee. The weights may hold any byte. The
+// kernels multiply |w| (unsigned) by sign(w)*y (signed) with maddubs; y = -128 would flip sign.
+#pragma once
+
+// GCC 12's AVX-512 headers trip its own -Wuninitialized (the "undefined" registers of the casts
+// and inserts, GCC bug 105593); the warnings point into the header, so they are silenced there.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels.h"
+#include "quant_blocks.h"
+
+namespace q35 {
+namespace x86 {
+namespace {
+
+inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256 absf(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+// 16 bytes of packed nibbles -> 32 bytes: the 16 low nibbles, then the 16 high ones. This is the
+// value order of Q4_0 / IQ4_NL blocks and of each IQ4_XS sub-block.
+inline __m256i nibbles_lo_hi(const uint8_t* p) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+// Signed int8 x (any value) times signed int8 y (in [-127, 127]): 8 int32 sums of 4 products.
+inline __m256i dot_i8(__m256i x, __m256i y) {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// Same, but the 16 int16 pair sums, for callers that weight them with a scale via madd.
+inline __m256i dot_i8_pairs(__m256i x, __m256i y) {
+  return _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+// Shuffle controls that broadcast int16 element e of each 128-bit lane to the whole lane
+// (the two bytes 2e, 2e+1 repeated).
+constexpr int16_t bcast16_ctrl(int e) { return static_cast<int16_t>(0x0100 + 0x0202 * e); }
+
+// Control for a 256-bit shuffle: element e0 of lane 0 fills lane 0, element e1 of lane 1 fills
+// lane 1 (used with both lanes holding the same 8 scales: e0 = 2j, e1 = 2j + 1).
+inline __m256i bcast16_pair_ctrl(int e0, int e1) {
+  return _mm256_set_m128i(_mm_set1_epi16(bcast16_ctrl(e1)), _mm_set1_epi16(bcast16_ctrl(e0)));
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+// ---------------------------------------------------------------- AVX-512 helpers
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+
+// Two 32-byte rows side by side.
+inline __m512i load2x256(const void* a, const void* b) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
+                            _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
+}
+
+// Two 16-byte nibble rows -> 64 bytes: low nibbles of a, high nibbles of a, then the same of b.
+inline __m512i nibbles_lo_hi_2x(const uint8_t* a, const uint8_t* b) {
+  const __m256i ba = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a)));
+  const __m256i bb = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
+  __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(ba), bb, 1);
+  z = _mm512_mask_srli_epi16(z, 0xFF00FF00u, z, 4);  // 128-bit lanes 1 and 3
+  return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+}
+
+// One 32-byte nibble row -> 64 bytes: its 32 low nibbles, then its 32 high nibbles.
+inline __m512i nibbles_lo_hi_32(const uint8_t* p) {
+  __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  z = _mm512_mask_srli_epi16(z, 0xFFFF0000u, z, 4);
+  return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+}
+
+// Signed int8 x (any value) times signed int8 y (in [-127, 127]): 32 int16 pair sums.
+inline __m512i dot_i8_pairs512(__m512i x, __m512i y) {
+  const __m512i sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(x), _mm512_setzero_si512(), y);
+  return _mm512_maddubs_epi16(_mm512_abs_epi8(x), sy);
+}
+
+// Shuffle control: int16 element e0 fills 128-bit lanes 0 and 1, element e1 lanes 2 and 3.
+inline __m512i bcast16_pair_ctrl512(int e0, int e1) {
+  const __m256i c0 = _mm256_set1_epi16(bcast16_ctrl(e0));
+  const __m256i c1 = _mm256_set1_epi16(bcast16_ctrl(e1));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
+}
+
+// vpermw indices: 128-bit lane l takes int16 element base + l.
+inline __m512i lane_index16(int base) {
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(base + 1)),
+                                              _mm_set1_epi16(static_cast<int16_t>(base)))),
+      _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(base + 3)), _mm_set1_epi16(static_cast<int16_t>(base + 2))),
+      1);
+}
+#endif
+
+// ---------------------------------------------------------------- k-quant scale unpacking (scalar)
+
+// Q4_K / Q5_K: the 12 packed bytes -> 8 scales (sc[0..7]) and 8 mins (m[0..7]), 6 bits each
+// (spec 6.2; the same as get_scale_min_k4 for every j, four bytes at a time).
+inline void unpack_scales_k4(const uint8_t* s, uint8_t sc[8], uint8_t m[8]) {
+  uint32_t u[3];
+  std::memcpy(u, s, 12);
+  const uint32_t sc_lo = u[0] & 0x3f3f3f3f;
+  const uint32_t m_lo = u[1] & 0x3f3f3f3f;
+  // j >= 4: low four bits from bytes 8..11, top two bits from bits 6..7 of bytes 0..3 / 4..7.
+  const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | ((u[0] >> 2) & 0x30303030);
+  const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | ((u[1] >> 2) & 0x30303030);
+  std::memcpy(sc, &sc_lo, 4);
+  std::memcpy(sc + 4, &sc_hi, 4);
+  std::memcpy(m, &m_lo, 4);
+  std::memcpy(m + 4, &m_hi, 4);
+}
+
+// Q3_K: the 12 packed bytes -> 16 signed scales in [-32, 31] (spec 6.2).
+inline void unpack_scales_q3k(const uint8_t* s, int8_t out[16]) {
+  uint32_t a[3];
+  std::memcpy(a, s, 12);
+  uint32_t r[4];
+  r[0] = (a[0] & 0x0f0f0f0f) | ((a[2] << 4) & 0x30303030);
+  r[1] = (a[1] & 0x0f0f0f0f) | ((a[2] << 2) & 0x30303030);
+  r[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (a[2] & 0x30303030);
+  r[3] = ((a[1] >> 4) & 0x0f0f0f0f) | ((a[2] >> 2) & 0x30303030);
+  uint8_t u[16];
+  std::memcpy(u, r, 16);
+  for (int i = 0; i < 16; i++) out[i] = static_cast<int8_t>(u[i] - 32);
+}
+
+// IQ4_XS: 8 sub-block scales in [-32, 31].
+inline void unpack_scales_iq4xs(const BlockIQ4_XS& b, int16_t out[8]) {
+  for (int ib = 0; ib < 8; ib++) {
+    const int lo = (b.scales_l[ib / 2] >> (4 * (ib % 2))) & 15;
+    const int hi = (b.scales_h >> (2 * ib)) & 3;
+    out[ib] = static_cast<int16_t>((lo | (hi << 4)) - 32);
+  }
+}
+
+}  // namespace
+}  // namespace x86
+
+// Fill functions of the files a set is split into (each returns nothing; the CPU check is done
+// once by fill_kernels_avx2 / fill_kernels_avx512).
+void fill_avx2_kquants(KernelSet& ks);
+void fill_avx512_kquants(KernelSet& ks, bool vnni);
+
+}  // namespace q35
