@@ -137,6 +137,16 @@ struct Table {
     compute(T_BF16, bf16_to_float, bf16_from_float, bf16_vec_dot, T_F32);
     compute(T_Q8_0, q8_0_to_float, q8_0_from_float, q8_0_vec_dot, T_Q8_0);
     activation(T_Q8_0, q8_0_to_float, q8_0_from_float);
+    compute(T_Q4_0, q4_0_to_float, q4_0_from_float, q4_0_vec_dot, T_Q8_0);
+    compute(T_IQ4_NL, iq4_nl_to_float, iq4_nl_from_float, iq4_nl_vec_dot, T_Q8_0);
+    compute(T_Q2_K, q2_k_to_float, q2_k_from_float, q2_k_vec_dot, T_Q8_K);
+    compute(T_Q3_K, q3_k_to_float, q3_k_from_float, q3_k_vec_dot, T_Q8_K);
+    compute(T_Q4_K, q4_k_to_float, q4_k_from_float, q4_k_vec_dot, T_Q8_K);
+    compute(T_Q5_K, q5_k_to_float, q5_k_from_float, q5_k_vec_dot, T_Q8_K);
+    compute(T_Q6_K, q6_k_to_float, q6_k_from_float, q6_k_vec_dot, T_Q8_K);
+    compute(T_IQ4_XS, iq4_xs_to_float, iq4_xs_from_float, iq4_xs_vec_dot, T_Q8_K);
+    // Q8_K is only an activation format: no vec_dot, so it is never computable as a weight.
+    activation(T_Q8_K, q8_k_to_float, q8_k_from_float);
   }
 };
 
