@@ -1,0 +1,71 @@
+"""The C++ kernel tests (tests/cpp/test_kernels.cpp): every SIMD kernel set this CPU supports against
+the scalar reference, for every computable type. Built with CMake into a temporary folder."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def required_isas() -> list[str]:
+    """The sets this CPU must run: a test that finds none of them supported must fail, not pass empty."""
+    flags = cpu_flags()
+    need = []
+    if platform.machine() in ("x86_64", "AMD64"):
+        if {"avx2", "fma", "f16c"} <= flags:
+            need.append("avx2")
+        if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+            need.append("avx512")
+    elif platform.machine() in ("aarch64", "arm64") and ("asimddp" in flags or platform.system() == "Darwin"):
+        need.append("neon")
+    return need
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is needed to build the C++ kernel tests (pip install '.[test]')"
+    build = tmp_path_factory.mktemp("kernel-tests")
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(
+        [cmake, "-S", str(ROOT), "-B", str(build), *gen, "-DQ35_BUILD_TESTS=ON", "-DCMAKE_BUILD_TYPE=Release",
+         "-DCMAKE_DISABLE_FIND_PACKAGE_Python=ON"],
+        check=True, capture_output=True,
+    )
+    subprocess.run([cmake, "--build", str(build), "--target", "q35_kernel_tests", "-j", "2"], check=True,
+                   capture_output=True)
+    return build / "q35_kernel_tests"
+
+
+def test_simd_kernels_match_the_scalar_reference(harness: Path) -> None:
+    args = [str(harness), "--require-coverage"]
+    for isa in required_isas():
+        args += ["--require", isa]
+    run = subprocess.run(args, capture_output=True, text=True)
+    last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert last.endswith("0 failed") and not last.startswith("0 passed"), last
+
+
+def test_harness_rejects_an_unsupported_requirement(harness: Path) -> None:
+    # The --require guard is what keeps CI from passing on a machine that tests no SIMD set.
+    run = subprocess.run([str(harness), "--require", "no-such-isa"], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "FAIL required ISA no-such-isa" in run.stdout
