@@ -159,6 +159,10 @@ void quantize_q8_k(const float* x, void* vy, int64_t n) {
       }
     }
     const float iscale = -127.0f / x[first];
+    if (!__builtin_isfinite(iscale)) {  // subnormal max: as the reference, an all-zero block
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
     y[i].d = 1.0f / iscale;
     const __m256 s = _mm256_set1_ps(iscale);
     for (int g = 0; g < QK_K / 32; g++) {
