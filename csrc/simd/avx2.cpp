@@ -82,24 +82,27 @@ struct WIQ4_NL {
   }
 };
 
-// Two blocks per step into two accumulators, one reduction per row.
+// Four blocks per step (their scales converted together) into two accumulators; one reduction
+// per row.
 template <class W>
 float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   const typename W::Block* x = static_cast<const typename W::Block*>(vx);
   const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
   const int64_t nb = n / QK8_0;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-  auto block = [&](int64_t i, __m256 acc) {
+  auto dot = [&](int64_t i) {
     const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    const __m256 p = _mm256_cvtepi32_ps(dot_i8(W::load(x[i]), yq));
-    return _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), p, acc);
+    return _mm256_cvtepi32_ps(dot_i8(W::load(x[i]), yq));
   };
   int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    acc0 = block(i, acc0);
-    acc1 = block(i + 1, acc1);
+  for (; i + 4 <= nb; i += 4) {
+    const __m256 d = _mm256_castps128_ps256(scale4(x + i, y + i));
+    acc0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(0)), dot(i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(1)), dot(i + 1), acc1);
+    acc0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(2)), dot(i + 2), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(3)), dot(i + 3), acc1);
   }
-  if (i < nb) acc0 = block(i, acc0);
+  for (; i < nb; i++) acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), dot(i), acc0);
   return hsum(_mm256_add_ps(acc0, acc1));
 }
 

@@ -154,9 +154,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
   const __m256i bit2 = _mm256_set1_epi8(4);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
-    int8_t s[16];
-    unpack_scales_q3k(x[i].scales, s);
-    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+    const __m128i sc8 = scales_q3k(x[i].scales);
     // The -4 of a clear high bit: value = (q | h << 2) - 4, the -4 folded in with bsums.
     const __m256i off = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepi8_epi16(sc8));
     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
@@ -218,9 +216,7 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
-    int16_t ls[8];
-    unpack_scales_iq4xs(x[i], ls);
-    const __m256i scales = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ls)));
+    const __m256i scales = _mm256_broadcastsi128_si256(scales_iq4xs(x[i]));
     __m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 2) {
       const __m256i w0 = _mm256_shuffle_epi8(table, nibbles_lo_hi(x[i].qs + 16 * ib));

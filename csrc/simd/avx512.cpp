@@ -89,40 +89,34 @@ struct WIQ4_NL {
   }
 };
 
-// Scales of blocks i and i+1 as [d_i x 8, d_i+1 x 8].
-template <class B>
-inline __m512 scale2(const B* x, const BlockQ8_0* y, int64_t i) {
-  return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(f16(x[i].d) * f16(y[i].d)),
-                              _mm512_set1_ps(f16(x[i + 1].d) * f16(y[i + 1].d)));
-}
-
-// Four blocks per step (two per register) into two accumulators; one reduction per row.
+// Four blocks per step (two per register, their scales converted together) into two
+// accumulators; one reduction per row.
 template <class W>
 float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   const typename W::Block* x = static_cast<const typename W::Block*>(vx);
   const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
   const int64_t nb = n / QK8_0;
   const __m512i ones = _mm512_set1_epi16(1);
+  // Lanes 0-7 take scale k, lanes 8-15 scale k+1.
+  const __m512i idx01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1);
+  const __m512i idx23 = _mm512_add_epi32(idx01, _mm512_set1_epi32(2));
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
+    const __m512 d = _mm512_castps128_ps512(scale4(x + i, y + i));
     const __m512i p0 = _mm512_madd_epi16(dot_i8_pairs512(W::load2(x[i], x[i + 1]), load2x256(y[i].qs, y[i + 1].qs)), ones);
     const __m512i p1 =
         _mm512_madd_epi16(dot_i8_pairs512(W::load2(x[i + 2], x[i + 3]), load2x256(y[i + 2].qs, y[i + 3].qs)), ones);
-    acc0 = _mm512_fmadd_ps(scale2(x, y, i), _mm512_cvtepi32_ps(p0), acc0);
-    acc1 = _mm512_fmadd_ps(scale2(x, y, i + 2), _mm512_cvtepi32_ps(p1), acc1);
+    acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx01, d), _mm512_cvtepi32_ps(p0), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx23, d), _mm512_cvtepi32_ps(p1), acc1);
   }
-  if (i + 2 <= nb) {
-    const __m512i p0 = _mm512_madd_epi16(dot_i8_pairs512(W::load2(x[i], x[i + 1]), load2x256(y[i].qs, y[i + 1].qs)), ones);
-    acc0 = _mm512_fmadd_ps(scale2(x, y, i), _mm512_cvtepi32_ps(p0), acc0);
-    i += 2;
-  }
-  float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  if (i < nb) {
+  __m256 acc2 = _mm256_setzero_ps();
+  for (; i < nb; i++) {
     const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    s += f16(x[i].d) * f16(y[i].d) * hsum(_mm256_cvtepi32_ps(dot_i8(W::load1(x[i]), yq)));
+    const __m256 p = _mm256_cvtepi32_ps(dot_i8(W::load1(x[i]), yq));
+    acc2 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), p, acc2);
   }
-  return s;
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum(acc2);
 }
 
 float vec_dot_q8_0(int64_t n, const void* x, const void* y) { return dot_blocks32<WQ8_0>(n, x, y); }

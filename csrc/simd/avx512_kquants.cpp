@@ -127,9 +127,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
   const __m512i b2 = _mm512_set1_epi8(4);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
-    int8_t s[16];
-    unpack_scales_q3k(x[i].scales, s);
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(scales_q3k(x[i].scales));
     const __m512i sc = _mm512_castsi256_si512(sc16);
     const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 2);
     __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
@@ -187,9 +185,7 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
-    int16_t ls[8];
-    unpack_scales_iq4xs(x[i], ls);
-    const __m512i scales = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ls)));
+    const __m512i scales = _mm512_broadcast_i32x4(scales_iq4xs(x[i]));
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 4) {
       const uint8_t* q = x[i].qs + 16 * ib;

@@ -45,6 +45,17 @@ inline float hmax(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Products of the f16 scales (field d) of 4 consecutive x and y blocks, as 4 floats. The halves are
+// packed in integer registers and converted once: per-block scalar conversions cost more vector
+// instructions than a block's whole integer dot product.
+template <class BX, class BY>
+inline __m128 scale4(const BX* x, const BY* y) {
+  const uint64_t xd = x[0].d | uint64_t{x[1].d} << 16 | uint64_t{x[2].d} << 32 | uint64_t{x[3].d} << 48;
+  const uint64_t yd = y[0].d | uint64_t{y[1].d} << 16 | uint64_t{y[2].d} << 32 | uint64_t{y[3].d} << 48;
+  const __m256 f = _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(yd), static_cast<int64_t>(xd)));
+  return _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+}
+
 inline __m256 absf(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
 // 16 bytes of packed nibbles -> 32 bytes: the 16 low nibbles, then the 16 high ones. This is the
@@ -144,27 +155,31 @@ inline void unpack_scales_k4(const uint8_t* s, uint8_t sc[8], uint8_t m[8]) {
   std::memcpy(m + 4, &m_hi, 4);
 }
 
-// Q3_K: the 12 packed bytes -> 16 signed scales in [-32, 31] (spec 6.2).
-inline void unpack_scales_q3k(const uint8_t* s, int8_t out[16]) {
-  uint32_t a[3];
-  std::memcpy(a, s, 12);
-  uint32_t r[4];
-  r[0] = (a[0] & 0x0f0f0f0f) | ((a[2] << 4) & 0x30303030);
-  r[1] = (a[1] & 0x0f0f0f0f) | ((a[2] << 2) & 0x30303030);
-  r[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (a[2] & 0x30303030);
-  r[3] = ((a[1] >> 4) & 0x0f0f0f0f) | ((a[2] >> 2) & 0x30303030);
-  uint8_t u[16];
-  std::memcpy(u, r, 16);
-  for (int i = 0; i < 16; i++) out[i] = static_cast<int8_t>(u[i] - 32);
+// Q3_K: the 12 packed bytes -> 16 signed scales in [-32, 31] as int8 (spec 6.2). Built in
+// registers: a byte array reloaded as a vector would stall on store forwarding.
+inline __m128i scales_q3k(const uint8_t* s) {
+  uint32_t a2;
+  std::memcpy(&a2, s + 8, 4);
+  const __m128i a01 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s));   // dwords a0 a1
+  // Low four bits: a0, a1, a0 >> 4, a1 >> 4; high two: bits 0-1, 2-3, 4-5, 6-7 of a2's bytes.
+  const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(a01, _mm_srli_epi32(a01, 4)), _mm_set1_epi8(0x0F));
+  const __m128i a2v = _mm_set1_epi32(static_cast<int32_t>(a2));
+  const __m128i hi = _mm_and_si128(_mm_srlv_epi32(_mm_sllv_epi32(a2v, _mm_setr_epi32(4, 2, 0, 0)), _mm_setr_epi32(0, 0, 0, 2)),
+                                   _mm_set1_epi8(0x30));
+  return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
 }
 
-// IQ4_XS: 8 sub-block scales in [-32, 31].
-inline void unpack_scales_iq4xs(const BlockIQ4_XS& b, int16_t out[8]) {
-  for (int ib = 0; ib < 8; ib++) {
-    const int lo = (b.scales_l[ib / 2] >> (4 * (ib % 2))) & 15;
-    const int hi = (b.scales_h >> (2 * ib)) & 3;
-    out[ib] = static_cast<int16_t>((lo | (hi << 4)) - 32);
-  }
+// IQ4_XS: the 8 sub-block scales in [-32, 31] as int16.
+inline __m128i scales_iq4xs(const BlockIQ4_XS& b) {
+  uint32_t l;
+  std::memcpy(&l, b.scales_l, 4);
+  const __m128i lv = _mm_cvtsi32_si128(static_cast<int32_t>(l));
+  // Sub-block ib takes nibble ib % 2 of byte ib / 2: interleave the low and high nibbles.
+  const __m128i lo = _mm_and_si128(_mm_unpacklo_epi8(lv, _mm_srli_epi32(lv, 4)), _mm_set1_epi8(0x0F));
+  const __m256i h = _mm256_srlv_epi32(_mm256_set1_epi32(b.scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+  const __m256i hb = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(3)), 4);
+  const __m128i hi = _mm_packs_epi32(_mm256_castsi256_si128(hb), _mm256_extracti128_si256(hb, 1));
+  return _mm_sub_epi16(_mm_or_si128(_mm_cvtepu8_epi16(lo), hi), _mm_set1_epi16(32));
 }
 
 }  // namespace
