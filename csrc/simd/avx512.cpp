@@ -65,27 +65,28 @@ float vec_dot_bf16(int64_t n, const void* x, const void* y) { return dot_float<L
 
 // ---------------------------------------------------------------- 32-value blocks (Q8_0 activations)
 
-// The weights of blocks a and b as signed int8 (64 bytes), and of one block (32 bytes).
+// pairs2: the int16 pair sums of blocks a and b (64 weights) with their 64 activations; load1:
+// the weights of one block as signed int8 (for the row's last odd blocks).
 struct WQ8_0 {
   using Block = BlockQ8_0;
-  static __m512i load2(const Block& a, const Block& b) { return load2x256(a.qs, b.qs); }
+  static __m512i pairs2(const Block& a, const Block& b, __m512i y) { return dot_i8_pairs512(load2x256(a.qs, b.qs), y); }
   static __m256i load1(const Block& a) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)); }
 };
 struct WQ4_0 {
   using Block = BlockQ4_0;
-  static __m512i load2(const Block& a, const Block& b) {
-    return _mm512_sub_epi8(nibbles_lo_hi_2x(a.qs, b.qs), _mm512_set1_epi8(8));
+  static __m512i pairs2(const Block& a, const Block& b, __m512i y) {
+    return dot_nib_pairs512(nibbles_lo_hi_2x(a.qs, b.qs), abs_table_q4_0(), y);
   }
   static __m256i load1(const Block& a) { return _mm256_sub_epi8(nibbles_lo_hi(a.qs), _mm256_set1_epi8(8)); }
 };
 struct WIQ4_NL {
   using Block = BlockIQ4_NL;
-  static __m128i table() { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)); }
-  static __m512i load2(const Block& a, const Block& b) {
-    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(table()), nibbles_lo_hi_2x(a.qs, b.qs));
+  static __m512i pairs2(const Block& a, const Block& b, __m512i y) {
+    return dot_nib_pairs512(nibbles_lo_hi_2x(a.qs, b.qs), abs_table_iq4(), y);
   }
   static __m256i load1(const Block& a) {
-    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table()), nibbles_lo_hi(a.qs));
+    const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues));
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table), nibbles_lo_hi(a.qs));
   }
 };
 
@@ -104,9 +105,9 @@ float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
     const __m512 d = _mm512_castps128_ps512(scale4(x + i, y + i));
-    const __m512i p0 = _mm512_madd_epi16(dot_i8_pairs512(W::load2(x[i], x[i + 1]), load2x256(y[i].qs, y[i + 1].qs)), ones);
+    const __m512i p0 = _mm512_madd_epi16(W::pairs2(x[i], x[i + 1], load2x256(y[i].qs, y[i + 1].qs)), ones);
     const __m512i p1 =
-        _mm512_madd_epi16(dot_i8_pairs512(W::load2(x[i + 2], x[i + 3]), load2x256(y[i + 2].qs, y[i + 3].qs)), ones);
+        _mm512_madd_epi16(W::pairs2(x[i + 2], x[i + 3], load2x256(y[i + 2].qs, y[i + 3].qs)), ones);
     acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx01, d), _mm512_cvtepi32_ps(p0), acc0);
     acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx23, d), _mm512_cvtepi32_ps(p1), acc1);
   }

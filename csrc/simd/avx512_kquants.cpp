@@ -182,17 +182,15 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
 float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const BlockIQ4_XS* x = static_cast<const BlockIQ4_XS*>(vx);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
-  const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
+  const __m512i table = abs_table_iq4();
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     const __m512i scales = _mm512_broadcast_i32x4(scales_iq4xs(x[i]));
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 4) {
       const uint8_t* q = x[i].qs + 16 * ib;
-      const __m512i w0 = _mm512_shuffle_epi8(table, nibbles_lo_hi_2x(q, q + 16));
-      const __m512i w1 = _mm512_shuffle_epi8(table, nibbles_lo_hi_2x(q + 32, q + 48));
-      const __m512i p0 = dot_i8_pairs512(w0, load512(y[i].qs + 32 * ib));
-      const __m512i p1 = dot_i8_pairs512(w1, load512(y[i].qs + 32 * ib + 64));
+      const __m512i p0 = dot_nib_pairs512(nibbles_lo_hi_2x(q, q + 16), table, load512(y[i].qs + 32 * ib));
+      const __m512i p1 = dot_nib_pairs512(nibbles_lo_hi_2x(q + 32, q + 48), table, load512(y[i].qs + 32 * ib + 64));
       sum0 = _mm512_add_epi32(sum0, _mm512_madd_epi16(p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib, ib + 1))));
       sum1 = _mm512_add_epi32(sum1, _mm512_madd_epi16(p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib + 2, ib + 3))));
     }

@@ -120,6 +120,24 @@ inline __m512i dot_i8_pairs512(__m512i x, __m512i y) {
   return _mm512_maddubs_epi16(_mm512_abs_epi8(x), sy);
 }
 
+// Nibble weights that are negative exactly when the nibble is below 8 (Q4_0's q - 8, the IQ4_NL
+// grid): |w| comes from a 16-entry table and the sign moves onto y. One instruction fewer than
+// dot_i8_pairs512 on the signed weights, and these kernels are bound by instruction throughput.
+inline __m512i dot_nib_pairs512(__m512i nib, __m512i abs_table, __m512i y) {
+  const __mmask64 neg = _mm512_testn_epi8_mask(nib, _mm512_set1_epi8(8));
+  const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+  return _mm512_maddubs_epi16(_mm512_shuffle_epi8(abs_table, nib), sy);
+}
+
+// |q - 8| and |kIQ4NLValues[q]| for q = 0..15, in every 128-bit lane.
+inline __m512i abs_table_q4_0() {
+  return _mm512_broadcast_i32x4(_mm_setr_epi8(8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m512i abs_table_iq4() {
+  return _mm512_broadcast_i32x4(
+      _mm_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113));
+}
+
 // Shuffle control: int16 element e0 fills 128-bit lanes 0 and 1, element e1 lanes 2 and 3.
 inline __m512i bcast16_pair_ctrl512(int e0, int e1) {
   const __m256i c0 = _mm256_set1_epi16(bcast16_ctrl(e0));
