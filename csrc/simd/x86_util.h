@@ -114,21 +114,6 @@ inline __m512i nibbles_lo_hi_32(const uint8_t* p) {
   return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
 }
 
-// Signed int8 x (any value) times signed int8 y (in [-127, 127]): 32 int16 pair sums.
-inline __m512i dot_i8_pairs512(__m512i x, __m512i y) {
-  const __m512i sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(x), _mm512_setzero_si512(), y);
-  return _mm512_maddubs_epi16(_mm512_abs_epi8(x), sy);
-}
-
-// Nibble weights that are negative exactly when the nibble is below 8 (Q4_0's q - 8, the IQ4_NL
-// grid): |w| comes from a 16-entry table and the sign moves onto y. One instruction fewer than
-// dot_i8_pairs512 on the signed weights, and these kernels are bound by instruction throughput.
-inline __m512i dot_nib_pairs512(__m512i nib, __m512i abs_table, __m512i y) {
-  const __mmask64 neg = _mm512_testn_epi8_mask(nib, _mm512_set1_epi8(8));
-  const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-  return _mm512_maddubs_epi16(_mm512_shuffle_epi8(abs_table, nib), sy);
-}
-
 // |q - 8| and |kIQ4NLValues[q]| for q = 0..15, in every 128-bit lane.
 inline __m512i abs_table_q4_0() {
   return _mm512_broadcast_i32x4(_mm_setr_epi8(8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6, 7));
@@ -203,9 +188,9 @@ inline __m128i scales_iq4xs(const BlockIQ4_XS& b) {
 }  // namespace
 }  // namespace x86
 
-// Fill functions of the files a set is split into (each returns nothing; the CPU check is done
-// once by fill_kernels_avx2 / fill_kernels_avx512).
+// Fill functions of the files a set is split into (the CPU checks are done by fill_kernels_avx2 /
+// fill_kernels_avx512 before calling them).
 void fill_avx2_kquants(KernelSet& ks);
-void fill_avx512_kquants(KernelSet& ks, bool vnni);
+void fill_avx512_vnni(KernelSet& ks);
 
 }  // namespace q35

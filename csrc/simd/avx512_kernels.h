@@ -1,19 +1,101 @@
-// AVX-512 (F, BW, VL, DQ) dot products of the 256-value super-block types (Q2_K..Q6_K, IQ4_XS)
-// against Q8_K activations. Same arithmetic as avx2_kquants.cpp (see there for the int32 bounds and
-// how the offsets fold into bsums), 64 weights per instruction: a 512-bit register holds four
-// 16-value or two 32-value sub-blocks, and their scales come from one in-lane shuffle or vpermw.
-#include "kernels.h"
+// The AVX-512 integer dot products (Q8_0, Q4_0, IQ4_NL against Q8_0; Q2_K..Q6_K, IQ4_XS against
+// Q8_K) as templates over the instruction that multiplies and accumulates, so one source gives two
+// kernel sets: avx512.cpp instantiates them with AVX-512 BW (maddubs + madd + add) and
+// avx512_vnni.cpp with AVX-512 VNNI (vpdpbusd / vpdpwssd), each file compiled with its own flags.
+// Everything here has internal linkage, so the two copies never mix.
+//
+// Ops::dot4(o): 16 int32 sums of 4 products o.u (unsigned) * o.s (signed);
+// Ops::madd_acc(acc, a, b): acc + the 16 int32 sums of 2 int16 products a * b.
+//
+// The k-quants follow avx2_kquants.cpp (the int32 bounds and how the offsets fold into bsums are
+// explained there), 64 weights per instruction: a 512-bit register holds four 16-value or two
+// 32-value sub-blocks, and their scales come from one in-lane shuffle or vpermw.
+#pragma once
 
-#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512DQ__)
 #include <type_traits>
 
 #include "simd/x86_util.h"
 
 namespace q35 {
-
+namespace x86 {
 namespace {
-using namespace x86;
+
+// An unsigned and a signed int8 operand whose products are the weights times the activations.
+struct Operands {
+  __m512i u, s;
+};
+
+// Signed int8 x (any value) and y (in [-127, 127]): |x| and y with the sign of x.
+inline Operands operands_i8(__m512i x, __m512i y) {
+  return {_mm512_abs_epi8(x), _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(x), _mm512_setzero_si512(), y)};
+}
+
+// Nibble weights that are negative exactly when the nibble is below 8 (Q4_0's q - 8, the IQ4_NL
+// grid): |w| from a 16-entry table and the sign moved onto y, one instruction fewer than
+// operands_i8 on the signed weights.
+inline Operands operands_nib(__m512i nib, __m512i abs_table, __m512i y) {
+  const __mmask64 neg = _mm512_testn_epi8_mask(nib, _mm512_set1_epi8(8));
+  return {_mm512_shuffle_epi8(abs_table, nib), _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y)};
+}
+
+// The int16 pair sums (no overflow: |u| <= 128, |s| <= 127 and the callers' weights are smaller
+// where two 128s could meet).
+inline __m512i pairs(Operands o) { return _mm512_maddubs_epi16(o.u, o.s); }
+
+// ---------------------------------------------------------------- 32-value blocks (Q8_0 activations)
+
+// ops2: the unsigned / signed operand pair of blocks a and b (64 weights) with their 64
+// activations; load1: the weights of one block as signed int8 (for the row's last odd blocks).
+struct WQ8_0 {
+  using Block = BlockQ8_0;
+  static Operands ops2(const Block& a, const Block& b, __m512i y) { return operands_i8(load2x256(a.qs, b.qs), y); }
+  static __m256i load1(const Block& a) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)); }
+};
+struct WQ4_0 {
+  using Block = BlockQ4_0;
+  static Operands ops2(const Block& a, const Block& b, __m512i y) {
+    return operands_nib(nibbles_lo_hi_2x(a.qs, b.qs), abs_table_q4_0(), y);
+  }
+  static __m256i load1(const Block& a) { return _mm256_sub_epi8(nibbles_lo_hi(a.qs), _mm256_set1_epi8(8)); }
+};
+struct WIQ4_NL {
+  using Block = BlockIQ4_NL;
+  static Operands ops2(const Block& a, const Block& b, __m512i y) {
+    return operands_nib(nibbles_lo_hi_2x(a.qs, b.qs), abs_table_iq4(), y);
+  }
+  static __m256i load1(const Block& a) {
+    const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues));
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table), nibbles_lo_hi(a.qs));
+  }
+};
+
+// Four blocks per step (two per register, their scales converted together) into two
+// accumulators; one reduction per row.
+template <class W, class Ops>
+float dot_blocks32(int64_t n, const void* vx, const void* vy) {
+  const typename W::Block* x = static_cast<const typename W::Block*>(vx);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
+  const int64_t nb = n / QK8_0;
+  // Lanes 0-7 take scale k, lanes 8-15 scale k+1.
+  const __m512i idx01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1);
+  const __m512i idx23 = _mm512_add_epi32(idx01, _mm512_set1_epi32(2));
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+  int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    const __m512 d = _mm512_castps128_ps512(scale4(x + i, y + i));
+    const __m512i p0 = Ops::dot4(W::ops2(x[i], x[i + 1], load2x256(y[i].qs, y[i + 1].qs)));
+    const __m512i p1 = Ops::dot4(W::ops2(x[i + 2], x[i + 3], load2x256(y[i + 2].qs, y[i + 3].qs)));
+    acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx01, d), _mm512_cvtepi32_ps(p0), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx23, d), _mm512_cvtepi32_ps(p1), acc1);
+  }
+  __m256 acc2 = _mm256_setzero_ps();
+  for (; i < nb; i++) {
+    const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256 p = _mm256_cvtepi32_ps(dot_i8(W::load1(x[i]), yq));
+    acc2 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), p, acc2);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum(acc2);
+}
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -42,7 +124,7 @@ inline __m256i mins_k4(const uint8_t mn[8], const int16_t* bsums) {
 
 // Sub-blocks 2k and 2k+1 of a Q4_K / Q5_K super-block are the low and high nibbles of qs[32k..];
 // one register holds both, in value order. Q5_K adds bit 2k / 2k+1 of qh as bit 4.
-template <bool kQ5>
+template <bool kQ5, class Ops>
 float dot_k4(int64_t n, const void* vx, const void* vy) {
   using Block = typename std::conditional<kQ5, BlockQ5_K, BlockQ4_K>::type;
   const Block* x = static_cast<const Block*>(vx);
@@ -72,19 +154,18 @@ float dot_k4(int64_t n, const void* vx, const void* vy) {
       }
       const __m512i p0 = _mm512_maddubs_epi16(v0, load512(y[i].qs + 64 * k));
       const __m512i p1 = _mm512_maddubs_epi16(v1, load512(y[i].qs + 64 * k + 64));
-      sum0 = _mm512_add_epi32(sum0, _mm512_madd_epi16(p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k, 2 * k + 1))));
-      sum1 = _mm512_add_epi32(sum1, _mm512_madd_epi16(p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k + 2, 2 * k + 3))));
+      sum0 = Ops::madd_acc(sum0, p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k, 2 * k + 1)));
+      sum1 = Ops::madd_acc(sum1, p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k + 2, 2 * k + 3)));
     }
     acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
   }
   return _mm512_reduce_add_ps(acc) + hsum(accm);
 }
 
-float vec_dot_q4_k(int64_t n, const void* x, const void* y) { return dot_k4<false>(n, x, y); }
-float vec_dot_q5_k(int64_t n, const void* x, const void* y) { return dot_k4<true>(n, x, y); }
 
 // ---------------------------------------------------------------- Q6_K
 
+template <class Ops>
 float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
   const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
@@ -108,8 +189,8 @@ float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
       const int8_t* a = y[i].qs + 128 * h;
       const __m512i p01 = _mm512_maddubs_epi16(v01, load512(a));
       const __m512i p23 = _mm512_maddubs_epi16(v23, load512(a + 64));
-      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p01, _mm512_permutexvar_epi16(lane_index16(8 * h), sc)));
-      sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p23, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc)));
+      sumi = Ops::madd_acc(sumi, p01, _mm512_permutexvar_epi16(lane_index16(8 * h), sc));
+      sumi = Ops::madd_acc(sumi, p23, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc));
     }
     acc = finish(acc, y[i].d * f16(x[i].d), sumi);
   }
@@ -120,6 +201,7 @@ float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
 
 // Both store 2-bit fields: byte l of qs[32h..] holds, at bits 2j, value l of the 32 values
 // 128h + 32j... (two 16-value sub-blocks 8h + 2j, 8h + 2j + 1). One register takes j and j+1.
+template <class Ops>
 float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
   const BlockQ3_K* x = static_cast<const BlockQ3_K*>(vx);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
@@ -142,7 +224,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
         __m512i v = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m2);
         v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(hm, _mm512_set1_epi8(static_cast<char>(1 << (4 * h + j)))), v, b2);
         const __m512i p = _mm512_maddubs_epi16(v, load512(a + 32 * j));
-        sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, _mm512_permutexvar_epi16(lane_index16(8 * h + 2 * j), sc)));
+        sumi = Ops::madd_acc(sumi, p, _mm512_permutexvar_epi16(lane_index16(8 * h + 2 * j), sc));
       }
     }
     acc = finish(acc, y[i].d * f16(x[i].d), sumi);
@@ -150,6 +232,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
   return _mm512_reduce_add_ps(acc);
 }
 
+template <class Ops>
 float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
   const BlockQ2_K* x = static_cast<const BlockQ2_K*>(vx);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
@@ -169,8 +252,8 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
       const int8_t* a = y[i].qs + 128 * h;
       const __m512i p0 = _mm512_maddubs_epi16(_mm512_and_si512(q, m2), load512(a));
       const __m512i p1 = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q, 4), m2), load512(a + 64));
-      sum0 = _mm512_add_epi32(sum0, _mm512_madd_epi16(p0, _mm512_permutexvar_epi16(lane_index16(8 * h), sc)));
-      sum1 = _mm512_add_epi32(sum1, _mm512_madd_epi16(p1, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc)));
+      sum0 = Ops::madd_acc(sum0, p0, _mm512_permutexvar_epi16(lane_index16(8 * h), sc));
+      sum1 = Ops::madd_acc(sum1, p1, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc));
     }
     acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
   }
@@ -179,6 +262,7 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
 
 // ---------------------------------------------------------------- IQ4_XS
 
+template <class Ops>
 float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const BlockIQ4_XS* x = static_cast<const BlockIQ4_XS*>(vx);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
@@ -189,31 +273,29 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 4) {
       const uint8_t* q = x[i].qs + 16 * ib;
-      const __m512i p0 = dot_nib_pairs512(nibbles_lo_hi_2x(q, q + 16), table, load512(y[i].qs + 32 * ib));
-      const __m512i p1 = dot_nib_pairs512(nibbles_lo_hi_2x(q + 32, q + 48), table, load512(y[i].qs + 32 * ib + 64));
-      sum0 = _mm512_add_epi32(sum0, _mm512_madd_epi16(p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib, ib + 1))));
-      sum1 = _mm512_add_epi32(sum1, _mm512_madd_epi16(p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib + 2, ib + 3))));
+      const __m512i p0 = pairs(operands_nib(nibbles_lo_hi_2x(q, q + 16), table, load512(y[i].qs + 32 * ib)));
+      const __m512i p1 = pairs(operands_nib(nibbles_lo_hi_2x(q + 32, q + 48), table, load512(y[i].qs + 32 * ib + 64)));
+      sum0 = Ops::madd_acc(sum0, p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib, ib + 1)));
+      sum1 = Ops::madd_acc(sum1, p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib + 2, ib + 3)));
     }
     acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
   }
   return _mm512_reduce_add_ps(acc);
 }
 
-}  // namespace
-
-void fill_avx512_kquants(KernelSet& ks, bool vnni) {
-  (void)vnni;
-  ks.vec_dot[T_Q2_K] = vec_dot_q2_k;
-  ks.vec_dot[T_Q3_K] = vec_dot_q3_k;
-  ks.vec_dot[T_Q4_K] = vec_dot_q4_k;
-  ks.vec_dot[T_Q5_K] = vec_dot_q5_k;
-  ks.vec_dot[T_Q6_K] = vec_dot_q6_k;
-  ks.vec_dot[T_IQ4_XS] = vec_dot_iq4_xs;
+template <class Ops>
+void fill_avx512_quant(KernelSet& ks) {
+  ks.vec_dot[T_Q8_0] = dot_blocks32<WQ8_0, Ops>;
+  ks.vec_dot[T_Q4_0] = dot_blocks32<WQ4_0, Ops>;
+  ks.vec_dot[T_IQ4_NL] = dot_blocks32<WIQ4_NL, Ops>;
+  ks.vec_dot[T_Q2_K] = vec_dot_q2_k<Ops>;
+  ks.vec_dot[T_Q3_K] = vec_dot_q3_k<Ops>;
+  ks.vec_dot[T_Q4_K] = dot_k4<false, Ops>;
+  ks.vec_dot[T_Q5_K] = dot_k4<true, Ops>;
+  ks.vec_dot[T_Q6_K] = vec_dot_q6_k<Ops>;
+  ks.vec_dot[T_IQ4_XS] = vec_dot_iq4_xs<Ops>;
 }
 
+}  // namespace
+}  // namespace x86
 }  // namespace q35
-#else
-namespace q35 {
-void fill_avx512_kquants(KernelSet&, bool) {}
-}  // namespace q35
-#endif
