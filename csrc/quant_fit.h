@@ -50,16 +50,32 @@ struct UniformGrid {
   static float value(int i) { return static_cast<float>(i); }
 };
 
+// Nearest IQ4_NL level of v for the 512 half-unit cells of [-128, 128): every midpoint between
+// neighbouring levels is a multiple of 0.5, so one lookup per cell is exact (ties go up).
+struct IQ4Table {
+  uint8_t idx[512];
+};
+constexpr IQ4Table make_iq4_table() {
+  IQ4Table t{};
+  for (int c = 0; c < 512; c++) {
+    const double v = (c - 256) * 0.5 + 0.25;  // cell centre
+    int best = 0;
+    for (int k = 1; k < 16; k++) {
+      const double e = v - kIQ4NLValues[k], eb = v - kIQ4NLValues[best];
+      if (e * e < eb * eb) best = k;
+    }
+    t.idx[c] = static_cast<uint8_t>(best);
+  }
+  return t;
+}
+inline constexpr IQ4Table kIQ4Table = make_iq4_table();
+
 struct IQ4Grid {
   static constexpr float lo = -127.0f, hi = 113.0f;
   static int index(float v) {
-    // Binary search on the midpoints between neighbouring levels.
-    int a = 0, b = 15;
-    while (a < b) {
-      const int m = (a + b) / 2;
-      if (v > 0.5f * static_cast<float>(kIQ4NLValues[m] + kIQ4NLValues[m + 1])) a = m + 1; else b = m;
-    }
-    return a;
+    v = v > -128.0f ? v : -128.0f;  // also maps NaN to the bottom cell
+    v = v < 127.75f ? v : 127.75f;
+    return kIQ4Table.idx[static_cast<int>(2.0f * v + 256.0f)];
   }
   static float value(int i) { return static_cast<float>(kIQ4NLValues[i]); }
 };
