@@ -190,7 +190,10 @@ double quantize_scales_sym(const float* xn, int nsub, int sub, const float* s, i
 constexpr float kTinyBlock = 1e-30f;
 inline float abs_max(const float* x, int n) {
   float m = 0.0f;
-  for (int i = 0; i < n; i++) m = std::fmax(m, std::fabs(x[i]));
+  for (int i = 0; i < n; i++) {
+    const float a = std::fabs(x[i]);
+    m = a > m ? a : m;  // a select, not a call to fmaxf; NaN is skipped
+  }
   return m;
 }
 
