@@ -1,6 +1,6 @@
 """Single-thread matvec throughput of every dot-product kernel, per type and ISA, as JSON.
 
-    python benchmarks/bench_kernels.py [--types q4_k,q8_0] [--isas avx2,avx512] [--mb 192]
+    python benchmarks/bench_kernels.py [--types q4_k,q8_0] [--isas avx2,avx512] [--mb 128]
                                        [--out benchmarks/results/kernels.json]
 
 Each number is GB/s of weight bytes read by `_core.matvec_bench` (a C++ loop of vec_dot over
@@ -49,8 +49,8 @@ def main() -> None:
     ap.add_argument("--types", default=",".join(TYPES), help="comma-separated, from: " + ",".join(TYPES))
     ap.add_argument("--isas", default=None, help="comma-separated (default: every supported one)")
     ap.add_argument("--n", type=int, default=4096, help="row length (values)")
-    ap.add_argument("--mb", type=float, default=192.0, help="streaming matrix size in MB")
-    ap.add_argument("--iters", type=int, default=3, help="timed passes over the streaming matrix")
+    ap.add_argument("--mb", type=float, default=128.0, help="streaming matrix size in MB")
+    ap.add_argument("--iters", type=int, default=8, help="timed passes over the streaming matrix")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
