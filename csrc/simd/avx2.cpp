@@ -65,20 +65,25 @@ float vec_dot_bf16(int64_t n, const void* x, const void* y) { return dot_float<L
 
 // ---------------------------------------------------------------- 32-value blocks (Q8_0 activations)
 
-// The 32 weights of block i as signed int8, in value order.
+// The int16 pair sums of a block's 32 weights with its 32 activations y.
 struct WQ8_0 {
   using Block = BlockQ8_0;
-  static __m256i load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
+  static __m256i pairs(const Block& b, __m256i y) {
+    return dot_i8_pairs(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), y);
+  }
 };
 struct WQ4_0 {
   using Block = BlockQ4_0;
-  static __m256i load(const Block& b) { return _mm256_sub_epi8(nibbles_lo_hi(b.qs), _mm256_set1_epi8(8)); }
+  // (q - 8) * y as q * y - 8 * y: two unsigned-by-signed products instead of the sign trick.
+  static __m256i pairs(const Block& b, __m256i y) {
+    return _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_lo_hi(b.qs), y), _mm256_maddubs_epi16(_mm256_set1_epi8(8), y));
+  }
 };
 struct WIQ4_NL {
   using Block = BlockIQ4_NL;
-  static __m256i load(const Block& b) {
+  static __m256i pairs(const Block& b, __m256i y) {
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
-    return _mm256_shuffle_epi8(table, nibbles_lo_hi(b.qs));
+    return dot_i8_pairs(_mm256_shuffle_epi8(table, nibbles_lo_hi(b.qs)), y);
   }
 };
 
@@ -92,7 +97,7 @@ float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
   auto dot = [&](int64_t i) {
     const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    return _mm256_cvtepi32_ps(dot_i8(W::load(x[i]), yq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(W::pairs(x[i], yq), _mm256_set1_epi16(1)));
   };
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {

@@ -82,6 +82,10 @@ float vec_dot_bf16(int64_t n, const void* x, const void* y) { return dot_float<L
 
 struct OpsBW {
   static __m512i dot4(Operands o) { return _mm512_madd_epi16(pairs(o), _mm512_set1_epi16(1)); }
+  static __m512i dot4_minus(__m512i a, __m512i b, __m512i s) {
+    const __m512i d = _mm512_sub_epi16(_mm512_maddubs_epi16(a, s), _mm512_maddubs_epi16(b, s));
+    return _mm512_madd_epi16(d, _mm512_set1_epi16(1));
+  }
   static __m512i madd_acc(__m512i acc, __m512i a, __m512i b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
 };
 

@@ -5,6 +5,7 @@
 // Everything here has internal linkage, so the two copies never mix.
 //
 // Ops::dot4(o): 16 int32 sums of 4 products o.u (unsigned) * o.s (signed);
+// Ops::dot4_minus(a, b, s): the same of a * s minus those of b * s (a, b unsigned, at most 15);
 // Ops::madd_acc(acc, a, b): acc + the 16 int32 sums of 2 int16 products a * b.
 //
 // The k-quants follow avx2_kquants.cpp (the int32 bounds and how the offsets fold into bsums are
@@ -44,24 +45,31 @@ inline __m512i pairs(Operands o) { return _mm512_maddubs_epi16(o.u, o.s); }
 
 // ---------------------------------------------------------------- 32-value blocks (Q8_0 activations)
 
-// ops2: the unsigned / signed operand pair of blocks a and b (64 weights) with their 64
-// activations; load1: the weights of one block as signed int8 (for the row's last odd blocks).
+// dot2: the 16 int32 sums of 4 products of blocks a and b (64 weights) with their 64 activations
+// (8 per block, in order); load1: the weights of one block as signed int8 (for the row's last
+// odd block).
 struct WQ8_0 {
   using Block = BlockQ8_0;
-  static Operands ops2(const Block& a, const Block& b, __m512i y) { return operands_i8(load2x256(a.qs, b.qs), y); }
+  template <class Ops>
+  static __m512i dot2(const Block& a, const Block& b, __m512i y) {
+    return Ops::dot4(operands_i8(load2x256(a.qs, b.qs), y));
+  }
   static __m256i load1(const Block& a) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs)); }
 };
 struct WQ4_0 {
   using Block = BlockQ4_0;
-  static Operands ops2(const Block& a, const Block& b, __m512i y) {
-    return operands_nib(nibbles_lo_hi_2x(a.qs, b.qs), abs_table_q4_0(), y);
+  // (q - 8) * y as q * y - 8 * y: two unsigned-by-signed products instead of the sign trick.
+  template <class Ops>
+  static __m512i dot2(const Block& a, const Block& b, __m512i y) {
+    return Ops::dot4_minus(nibbles_lo_hi_2x(a.qs, b.qs), _mm512_set1_epi8(8), y);
   }
   static __m256i load1(const Block& a) { return _mm256_sub_epi8(nibbles_lo_hi(a.qs), _mm256_set1_epi8(8)); }
 };
 struct WIQ4_NL {
   using Block = BlockIQ4_NL;
-  static Operands ops2(const Block& a, const Block& b, __m512i y) {
-    return operands_nib(nibbles_lo_hi_2x(a.qs, b.qs), abs_table_iq4(), y);
+  template <class Ops>
+  static __m512i dot2(const Block& a, const Block& b, __m512i y) {
+    return Ops::dot4(operands_nib(nibbles_lo_hi_2x(a.qs, b.qs), abs_table_iq4(), y));
   }
   static __m256i load1(const Block& a) {
     const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues));
@@ -83,8 +91,8 @@ float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
     const __m512 d = _mm512_castps128_ps512(scale4(x + i, y + i));
-    const __m512i p0 = Ops::dot4(W::ops2(x[i], x[i + 1], load2x256(y[i].qs, y[i + 1].qs)));
-    const __m512i p1 = Ops::dot4(W::ops2(x[i + 2], x[i + 3], load2x256(y[i + 2].qs, y[i + 3].qs)));
+    const __m512i p0 = W::template dot2<Ops>(x[i], x[i + 1], load2x256(y[i].qs, y[i + 1].qs));
+    const __m512i p1 = W::template dot2<Ops>(x[i + 2], x[i + 3], load2x256(y[i + 2].qs, y[i + 3].qs));
     acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx01, d), _mm512_cvtepi32_ps(p0), acc0);
     acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx23, d), _mm512_cvtepi32_ps(p1), acc1);
   }

@@ -15,6 +15,9 @@ using namespace x86;
 
 struct OpsVNNI {
   static __m512i dot4(Operands o) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), o.u, o.s); }
+  static __m512i dot4_minus(__m512i a, __m512i b, __m512i s) {
+    return _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, s), _mm512_dpbusd_epi32(_mm512_setzero_si512(), b, s));
+  }
   static __m512i madd_acc(__m512i acc, __m512i a, __m512i b) { return _mm512_dpwssd_epi32(acc, a, b); }
 };
 

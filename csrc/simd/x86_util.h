@@ -114,10 +114,7 @@ inline __m512i nibbles_lo_hi_32(const uint8_t* p) {
   return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
 }
 
-// |q - 8| and |kIQ4NLValues[q]| for q = 0..15, in every 128-bit lane.
-inline __m512i abs_table_q4_0() {
-  return _mm512_broadcast_i32x4(_mm_setr_epi8(8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6, 7));
-}
+// |kIQ4NLValues[q]| for q = 0..15, in every 128-bit lane.
 inline __m512i abs_table_iq4() {
   return _mm512_broadcast_i32x4(
       _mm_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113));
