@@ -158,17 +158,17 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
     // The -4 of a clear high bit: value = (q | h << 2) - 4, the -4 folded in with bsums.
     const __m256i off = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepi8_epi16(sc8));
     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
-    // Bit (4h + j) of hmask[l] is the high bit of value l of sub-block pair j of half h: one
-    // shift right per pair brings it to bit 0, then to bit 2.
-    __m256i hm = load256(x[i].hmask);
+    // Bit k = 4h + j of hmask[l] is the high bit of value l of sub-block pair j of half h; one
+    // 16-bit shift by k - 2 puts it at bit 2 of both bytes (no bit crosses into the mask).
+    const __m256i hm = load256(x[i].hmask);
     for (int h = 0; h < 2; h++) {
       const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(h ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
-      __m256i q = load256(x[i].qs + 32 * h);
+      const __m256i q = load256(x[i].qs + 32 * h);
       const int8_t* a = y[i].qs + 128 * h;
       for (int j = 0; j < 4; j++) {
-        const __m256i v = _mm256_or_si256(_mm256_and_si256(q, m2), _mm256_and_si256(_mm256_slli_epi16(hm, 2), bit2));
-        q = _mm256_srli_epi16(q, 2);
-        hm = _mm256_srli_epi16(hm, 1);
+        const int k = 4 * h + j;
+        const __m256i hs = k < 2 ? _mm256_slli_epi16(hm, 2 - k) : _mm256_srli_epi16(hm, k - 2);
+        const __m256i v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m2), _mm256_and_si256(hs, bit2));
         const __m256i p = _mm256_maddubs_epi16(v, load256(a + 32 * j));
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, bcast16_pair_ctrl(2 * j, 2 * j + 1))));
       }

@@ -3,8 +3,9 @@
 // so the linker can never hand an AVX-512-compiled copy to the AVX2 path.
 //
 // Precondition of every integer dot product in these files: activations (Q8_0 / Q8_K qs) lie in
-// [-127, 127], which both activation quantizers guarantee. The weights may hold any byte. The
-// kernels multiply |w| (unsigned) by sign(w)*y (signed) with maddubs; y = -128 would flip sign.
+// [-127, 127], which both activation quantizers guarantee; the weights may hold any byte. Signed
+// weights are multiplied as |w| (unsigned) by sign(w)*y (signed), and -(-128) does not exist in
+// int8. With |y| <= 127 no int16 pair sum of maddubs can saturate (2 * 128 * 127 < 32768).
 #pragma once
 
 // GCC 12's AVX-512 headers trip its own -Wuninitialized (the "undefined" registers of the casts
