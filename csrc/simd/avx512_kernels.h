@@ -275,16 +275,26 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const BlockIQ4_XS* x = static_cast<const BlockIQ4_XS*>(vx);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
   const __m512i table = abs_table_iq4();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i lo_idx = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+  const __m512i hi_idx = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
-    const __m512i scales = _mm512_broadcast_i32x4(scales_iq4xs(x[i]));
+    const __m512i sc = _mm512_castsi128_si512(scales_iq4xs(x[i]));
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 4) {
-      const uint8_t* q = x[i].qs + 16 * ib;
-      const __m512i p0 = pairs(operands_nib(nibbles_lo_hi_2x(q, q + 16), table, load512(y[i].qs + 32 * ib)));
-      const __m512i p1 = pairs(operands_nib(nibbles_lo_hi_2x(q + 32, q + 48), table, load512(y[i].qs + 32 * ib + 64)));
-      sum0 = Ops::madd_acc(sum0, p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib, ib + 1)));
-      sum1 = Ops::madd_acc(sum1, p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(ib + 2, ib + 3)));
+      // Lane l of one 64-byte load holds sub-block ib + l: its low nibbles are the sub-block's
+      // first 16 values, its high nibbles the last 16. The activations are regrouped to match
+      // (two qword permutes), and both halves take the same per-lane scales.
+      const __m512i q = load512(x[i].qs + 16 * ib);
+      const __m512i y0 = load512(y[i].qs + 32 * ib);
+      const __m512i y1 = load512(y[i].qs + 32 * ib + 64);
+      const __m512i s = _mm512_permutexvar_epi16(lane_index16(ib), sc);
+      const __m512i p0 = pairs(operands_nib(_mm512_and_si512(q, m4), table, _mm512_permutex2var_epi64(y0, lo_idx, y1)));
+      const __m512i p1 = pairs(operands_nib(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), table,
+                                            _mm512_permutex2var_epi64(y0, hi_idx, y1)));
+      sum0 = Ops::madd_acc(sum0, p0, s);
+      sum1 = Ops::madd_acc(sum1, p1, s);
     }
     acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
   }
