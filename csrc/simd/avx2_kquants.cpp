@@ -214,17 +214,24 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const BlockIQ4_XS* x = static_cast<const BlockIQ4_XS*>(vx);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
   const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     const __m256i scales = _mm256_broadcastsi128_si256(scales_iq4xs(x[i]));
     __m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 2) {
-      const __m256i w0 = _mm256_shuffle_epi8(table, nibbles_lo_hi(x[i].qs + 16 * ib));
-      const __m256i w1 = _mm256_shuffle_epi8(table, nibbles_lo_hi(x[i].qs + 16 * ib + 16));
-      const __m256i p0 = dot_i8_pairs(w0, load256(y[i].qs + 32 * ib));
-      const __m256i p1 = dot_i8_pairs(w1, load256(y[i].qs + 32 * ib + 32));
-      sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scales, _mm256_set1_epi16(bcast16_ctrl(ib)))));
-      sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scales, _mm256_set1_epi16(bcast16_ctrl(ib + 1)))));
+      // Lane l of one 32-byte load holds sub-block ib + l: low nibbles its first 16 values, high
+      // nibbles the last 16; the activations are regrouped to match and both take one scale pair.
+      const __m256i q = load256(x[i].qs + 16 * ib);
+      const __m256i y0 = load256(y[i].qs + 32 * ib);
+      const __m256i y1 = load256(y[i].qs + 32 * ib + 32);
+      const __m256i w0 = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
+      const __m256i w1 = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+      const __m256i p0 = dot_i8_pairs(w0, _mm256_permute2x128_si256(y0, y1, 0x20));
+      const __m256i p1 = dot_i8_pairs(w1, _mm256_permute2x128_si256(y0, y1, 0x31));
+      const __m256i s = _mm256_shuffle_epi8(scales, bcast16_pair_ctrl(ib, ib + 1));
+      sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, s));
+      sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, s));
     }
     acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc);
   }
