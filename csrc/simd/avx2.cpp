@@ -111,9 +111,68 @@ float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+// The nibble types, two blocks per register: lane 0 holds block i, lane 1 block i+1, the low
+// nibbles (values 0..15) in one register and the high ones (16..31) in another, with the
+// activations regrouped to match. This unpacks two blocks with one shift and two ands, and
+// needs one int32 conversion and one FMA per two blocks. pairs2 returns 8 int32: 4 per block.
+struct NQ4_0 {
+  using Block = BlockQ4_0;
+  // (q - 8) * y as q * y - 8 * y; the int16 sums stay below 2 * 2 * 15 * 127 = 7620.
+  static __m256i pairs2(__m256i lo, __m256i hi, __m256i ylo, __m256i yhi) {
+    const __m256i e8 = _mm256_set1_epi8(8);
+    const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
+    const __m256i o = _mm256_add_epi16(_mm256_maddubs_epi16(e8, ylo), _mm256_maddubs_epi16(e8, yhi));
+    return _mm256_madd_epi16(_mm256_sub_epi16(t, o), _mm256_set1_epi16(1));
+  }
+};
+struct NIQ4_NL {
+  using Block = BlockIQ4_NL;
+  // Grid values up to 127: the two halves' int16 pair sums are widened before they are added.
+  static __m256i pairs2(__m256i lo, __m256i hi, __m256i ylo, __m256i yhi) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues)));
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i a = _mm256_madd_epi16(dot_i8_pairs(_mm256_shuffle_epi8(table, lo), ylo), ones);
+    return _mm256_add_epi32(a, _mm256_madd_epi16(dot_i8_pairs(_mm256_shuffle_epi8(table, hi), yhi), ones));
+  }
+};
+
+inline __m256i load2x128(const void* a, const void* b) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(a))),
+                                 _mm_loadu_si128(static_cast<const __m128i*>(b)), 1);
+}
+
+template <class N, class W>
+float dot_nibbles32(int64_t n, const void* vx, const void* vy) {
+  const typename N::Block* x = static_cast<const typename N::Block*>(vx);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
+  const int64_t nb = n / QK8_0;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  auto two = [&](int64_t i) {
+    const __m256i q = load2x128(x[i].qs, x[i + 1].qs);
+    const __m256i ylo = load2x128(y[i].qs, y[i + 1].qs);
+    const __m256i yhi = load2x128(y[i].qs + 16, y[i + 1].qs + 16);
+    return _mm256_cvtepi32_ps(N::pairs2(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), ylo, yhi));
+  };
+  const __m256i idx01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256i idx23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    const __m256 d = _mm256_castps128_ps256(scale4(x + i, y + i));
+    acc0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, idx01), two(i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, idx23), two(i + 2), acc1);
+  }
+  for (; i < nb; i++) {
+    const __m256i yq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(W::pairs(x[i], yq), _mm256_set1_epi16(1)));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * f16(y[i].d)), p, acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
 float vec_dot_q8_0(int64_t n, const void* x, const void* y) { return dot_blocks32<WQ8_0>(n, x, y); }
-float vec_dot_q4_0(int64_t n, const void* x, const void* y) { return dot_blocks32<WQ4_0>(n, x, y); }
-float vec_dot_iq4_nl(int64_t n, const void* x, const void* y) { return dot_blocks32<WIQ4_NL>(n, x, y); }
+float vec_dot_q4_0(int64_t n, const void* x, const void* y) { return dot_nibbles32<NQ4_0, WQ4_0>(n, x, y); }
+float vec_dot_iq4_nl(int64_t n, const void* x, const void* y) { return dot_nibbles32<NIQ4_NL, WIQ4_NL>(n, x, y); }
 
 // ---------------------------------------------------------------- activation quantizers
 
