@@ -124,7 +124,7 @@ def expected_tensors(canon: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[
             conv = canon[la + "conv1d.weight"][:, 0, :]  # squeeze [C, 1, Kc] -> [C, Kc]
             out[b + "ssm_conv1d.weight"] = np.concatenate([conv[:qk], heads(conv[qk:], dv)])
             out[b + "ssm_dt.bias"] = heads(canon[la + "dt_bias"], 1)
-            out[b + "ssm_a"] = -np.exp(heads(canon[la + "A_log"], 1))
+            out[b + "ssm_a"] = (-np.exp(heads(canon[la + "A_log"], 1).astype(np.float64))).astype(np.float32)
             out[b + "ssm_norm.weight"] = canon[la + "norm.weight"]  # no +1
             out[b + "ssm_out.weight"] = heads(canon[la + "out_proj.weight"], dv, axis=1)
         m = p + "mlp."

@@ -109,8 +109,10 @@ def plus_one(x: np.ndarray, d: Mapping[str, int]) -> np.ndarray:
 
 
 def neg_exp(x: np.ndarray, d: Mapping[str, int]) -> np.ndarray:
-    """A_log -> A = -exp(A_log)."""
-    return -np.exp(x)
+    """A_log -> A = -exp(A_log), correctly rounded to float32: computed in float64, because numpy's
+    float32 exp is only good to ~3 ulp and differs between SIMD paths (machines), while torch's (used
+    by transformers and llama.cpp's converter) is within 1 ulp."""
+    return (-np.exp(x.astype(np.float64))).astype(np.float32)
 
 
 def squeeze_conv(x: np.ndarray, d: Mapping[str, int]) -> np.ndarray:
