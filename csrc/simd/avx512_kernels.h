@@ -10,7 +10,7 @@
 //
 // The k-quants follow avx2_kquants.cpp (the int32 bounds and how the offsets fold into bsums are
 // explained there), 64 weights per instruction: a 512-bit register holds four 16-value or two
-// 32-value sub-blocks, and their scales come from one in-lane shuffle or vpermw.
+// 32-value sub-blocks, and their scales come from one in-lane shuffle.
 #pragma once
 
 #include <type_traits>
@@ -185,7 +185,7 @@ float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
-    const __m512i sc = _mm512_castsi256_si512(sc16);
+    const __m512i sc = lane_scale_table(_mm512_castsi256_si512(sc16));
     const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5);
     __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
     for (int h = 0; h < 2; h++) {
@@ -197,8 +197,8 @@ float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
       const int8_t* a = y[i].qs + 128 * h;
       const __m512i p01 = _mm512_maddubs_epi16(v01, load512(a));
       const __m512i p23 = _mm512_maddubs_epi16(v23, load512(a + 64));
-      sumi = Ops::madd_acc(sumi, p01, _mm512_permutexvar_epi16(lane_index16(8 * h), sc));
-      sumi = Ops::madd_acc(sumi, p23, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc));
+      sumi = Ops::madd_acc(sumi, p01, lane_scales(sc, 2 * h));
+      sumi = Ops::madd_acc(sumi, p23, lane_scales(sc, 2 * h + 1));
     }
     acc = finish(acc, y[i].d * f16(x[i].d), sumi);
   }
@@ -218,7 +218,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     const __m256i sc16 = _mm256_cvtepi8_epi16(scales_q3k(x[i].scales));
-    const __m512i sc = _mm512_castsi256_si512(sc16);
+    const __m512i sc = lane_scale_table(_mm512_castsi256_si512(sc16));
     const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 2);
     __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
     // [hmask, hmask >> 1]: bit 4h + j of both halves is the high bit of pair j / j+1 of half h.
@@ -232,7 +232,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
         __m512i v = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m2);
         v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(hm, _mm512_set1_epi8(static_cast<char>(1 << (4 * h + j)))), v, b2);
         const __m512i p = _mm512_maddubs_epi16(v, load512(a + 32 * j));
-        sumi = Ops::madd_acc(sumi, p, _mm512_permutexvar_epi16(lane_index16(8 * h + 2 * j), sc));
+        sumi = Ops::madd_acc(sumi, p, lane_scales(sc, 2 * h + j / 2));
       }
     }
     acc = finish(acc, y[i].d * f16(x[i].d), sumi);
@@ -250,7 +250,7 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
   __m256 accm = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     const __m128i sb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
-    const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4)));
+    const __m512i sc = lane_scale_table(_mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4))));
     const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4)));
     accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
@@ -260,8 +260,8 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
       const int8_t* a = y[i].qs + 128 * h;
       const __m512i p0 = _mm512_maddubs_epi16(_mm512_and_si512(q, m2), load512(a));
       const __m512i p1 = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q, 4), m2), load512(a + 64));
-      sum0 = Ops::madd_acc(sum0, p0, _mm512_permutexvar_epi16(lane_index16(8 * h), sc));
-      sum1 = Ops::madd_acc(sum1, p1, _mm512_permutexvar_epi16(lane_index16(8 * h + 4), sc));
+      sum0 = Ops::madd_acc(sum0, p0, lane_scales(sc, 2 * h));
+      sum1 = Ops::madd_acc(sum1, p1, lane_scales(sc, 2 * h + 1));
     }
     acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
   }
@@ -280,7 +280,7 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const __m512i hi_idx = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
-    const __m512i sc = _mm512_castsi128_si512(scales_iq4xs(x[i]));
+    const __m512i sc = lane_scale_table(_mm512_zextsi128_si512(scales_iq4xs(x[i])));
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 4) {
       // Lane l of one 64-byte load holds sub-block ib + l: its low nibbles are the sub-block's
@@ -289,7 +289,7 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
       const __m512i q = load512(x[i].qs + 16 * ib);
       const __m512i y0 = load512(y[i].qs + 32 * ib);
       const __m512i y1 = load512(y[i].qs + 32 * ib + 64);
-      const __m512i s = _mm512_permutexvar_epi16(lane_index16(ib), sc);
+      const __m512i s = lane_scales(sc, ib / 4);
       const __m512i p0 = pairs(operands_nib(_mm512_and_si512(q, m4), table, _mm512_permutex2var_epi64(y0, lo_idx, y1)));
       const __m512i p1 = pairs(operands_nib(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), table,
                                             _mm512_permutex2var_epi64(y0, hi_idx, y1)));

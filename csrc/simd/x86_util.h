@@ -128,13 +128,16 @@ inline __m512i bcast16_pair_ctrl512(int e0, int e1) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
 }
 
-// vpermw indices: 128-bit lane l takes int16 element base + l.
-inline __m512i lane_index16(int base) {
-  return _mm512_inserti64x4(
-      _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(base + 1)),
-                                              _mm_set1_epi16(static_cast<int16_t>(base)))),
-      _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(base + 3)), _mm_set1_epi16(static_cast<int16_t>(base + 2))),
-      1);
+// Scales of 16-value sub-blocks, four per register: lane l of the register for group e must hold
+// scale 4e + l. One vpermw per super-block puts scale 4e + l at int16 element e of lane l, and
+// each group's scales are then an in-lane shuffle (cheaper than a vpermw per group).
+inline __m512i lane_scale_table(__m512i sc16) {
+  const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 15, 11, 7, 3, 0, 0, 0, 0, 14, 10, 6, 2,  //
+                                       0, 0, 0, 0, 13, 9, 5, 1, 0, 0, 0, 0, 12, 8, 4, 0);
+  return _mm512_permutexvar_epi16(idx, sc16);
+}
+inline __m512i lane_scales(__m512i table, int e) {
+  return _mm512_shuffle_epi8(table, _mm512_set1_epi16(bcast16_ctrl(e)));
 }
 #endif
 
