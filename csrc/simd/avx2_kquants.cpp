@@ -46,7 +46,8 @@ float vec_dot_q4_k(int64_t n, const void* vx, const void* vy) {
     const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mv));
     const __m256i mdup = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
     const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), mdup);
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
+    const __m128 dd = d_dmin(x[i], y[i].d);
+    accm = _mm256_fnmadd_ps(bcast_elem1(dd), _mm256_cvtepi32_ps(mins), accm);
 
     const __m256i scales = scales8_both_lanes(sc);
     const uint8_t* q = x[i].qs;
@@ -60,7 +61,7 @@ float vec_dot_q4_k(int64_t n, const void* vx, const void* vy) {
       const __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(bcast16_ctrl(2 * k + 1)));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(lo, slo), _mm256_madd_epi16(hi, shi)));
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(_mm256_add_ps(acc, accm));
 }
@@ -82,7 +83,8 @@ float vec_dot_q5_k(int64_t n, const void* vx, const void* vy) {
     const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mv));
     const __m256i mdup = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
     const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), mdup);
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
+    const __m128 dd = d_dmin(x[i], y[i].d);
+    accm = _mm256_fnmadd_ps(bcast_elem1(dd), _mm256_cvtepi32_ps(mins), accm);
 
     const __m256i scales = scales8_both_lanes(sc);
     const uint8_t* q = x[i].qs;
@@ -104,7 +106,7 @@ float vec_dot_q5_k(int64_t n, const void* vx, const void* vy) {
       const __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(bcast16_ctrl(2 * k + 1)));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(lo, slo), _mm256_madd_epi16(hi, shi)));
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(_mm256_add_ps(acc, accm));
 }
@@ -191,7 +193,8 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
     const __m128i sb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
     const __m128i sc8 = _mm_and_si128(sb, m4);
     const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4)));
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
+    const __m128 dd = d_dmin(x[i], y[i].d);
+    accm = _mm256_fnmadd_ps(bcast_elem1(dd), _mm256_cvtepi32_ps(mins), accm);
     __m256i sumi = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
       const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(h ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
@@ -203,7 +206,7 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, bcast16_pair_ctrl(2 * j, 2 * j + 1))));
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * f16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(_mm256_add_ps(acc, accm));
 }

@@ -114,9 +114,12 @@ inline __m512i u8x8_to_lanes(const uint8_t* s) {
   return _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(v)));
 }
 
-// 32 int32 -> float, scaled into acc; a 256-bit int32 term (the bsums part) is added first.
+// The 16 int32 sums of a super-block to float, times its scale (d * yd), into acc.
 inline __m512 finish(__m512 acc, float d, __m512i sumi) {
   return _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+}
+inline __m512 finish(__m512 acc, __m128 d, __m512i sumi) {
+  return _mm512_fmadd_ps(_mm512_broadcastss_ps(d), _mm512_cvtepi32_ps(sumi), acc);
 }
 
 // The min term of Q4_K / Q5_K: sum_j m_j * (bsums[2j] + bsums[2j+1]) as 8 int32.
@@ -142,7 +145,8 @@ float dot_k4(int64_t n, const void* vx, const void* vy) {
   for (int64_t i = 0; i < n / QK_K; i++) {
     uint8_t sc[8], mn[8];
     unpack_scales_k4(x[i].scales, sc, mn);
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins_k4(mn, y[i].bsums)), accm);
+    const __m128 dd = d_dmin(x[i], y[i].d);
+    accm = _mm256_fnmadd_ps(bcast_elem1(dd), _mm256_cvtepi32_ps(mins_k4(mn, y[i].bsums)), accm);
     const __m512i scales = u8x8_to_lanes(sc);
     __m512i qh2;
     if constexpr (kQ5) {
@@ -165,7 +169,7 @@ float dot_k4(int64_t n, const void* vx, const void* vy) {
       sum0 = Ops::madd_acc(sum0, p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k, 2 * k + 1)));
       sum1 = Ops::madd_acc(sum1, p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k + 2, 2 * k + 3)));
     }
-    acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
+    acc = finish(acc, dd, _mm512_add_epi32(sum0, sum1));
   }
   return _mm512_reduce_add_ps(acc) + hsum(accm);
 }
@@ -252,7 +256,8 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
     const __m128i sb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
     const __m512i sc = lane_scale_table(_mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4))));
     const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4)));
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(-y[i].d * f16(x[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
+    const __m128 dd = d_dmin(x[i], y[i].d);
+    accm = _mm256_fnmadd_ps(bcast_elem1(dd), _mm256_cvtepi32_ps(mins), accm);
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
     for (int h = 0; h < 2; h++) {
       __m512i q = _mm512_broadcast_i64x4(load256(x[i].qs + 32 * h));
@@ -263,7 +268,7 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
       sum0 = Ops::madd_acc(sum0, p0, lane_scales(sc, 2 * h));
       sum1 = Ops::madd_acc(sum1, p1, lane_scales(sc, 2 * h + 1));
     }
-    acc = finish(acc, y[i].d * f16(x[i].d), _mm512_add_epi32(sum0, sum1));
+    acc = finish(acc, dd, _mm512_add_epi32(sum0, sum1));
   }
   return _mm512_reduce_add_ps(acc) + hsum(accm);
 }

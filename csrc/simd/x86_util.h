@@ -20,6 +20,7 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -56,6 +57,17 @@ inline __m128 scale4(const BX* x, const BY* y) {
   const __m256 f = _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(yd), static_cast<int64_t>(xd)));
   return _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
 }
+
+// The super-block scale d and min scale dmin of a Q2_K / Q4_K / Q5_K block (adjacent f16 fields)
+// times the activation scale yd, converted together: [d * yd, dmin * yd] in elements 0 and 1.
+template <class B>
+inline __m128 d_dmin(const B& b, float yd) {
+  static_assert(offsetof(B, dmin) == offsetof(B, d) + 2, "d and dmin must be adjacent");
+  uint32_t u;
+  std::memcpy(&u, reinterpret_cast<const uint8_t*>(&b) + offsetof(B, d), 4);
+  return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int32_t>(u))), _mm_set1_ps(yd));
+}
+inline __m256 bcast_elem1(__m128 v) { return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(1)); }
 
 inline __m256 absf(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
