@@ -8,6 +8,8 @@
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <cpuid.h>
+
 #include "simd/x86_util.h"
 
 namespace q35 {
@@ -245,11 +247,16 @@ void quantize_q8_k(const float* x, void* vy, int64_t n) {
   }
 }
 
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+bool cpu_has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+
 }  // namespace
 
 bool fill_kernels_avx2(KernelSet& ks) {
-  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
-    return false;
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())) return false;
   ks.vec_dot[T_F32] = vec_dot_f32;
   ks.vec_dot[T_F16] = vec_dot_f16;
   ks.vec_dot[T_BF16] = vec_dot_bf16;
