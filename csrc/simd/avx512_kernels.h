@@ -39,8 +39,7 @@ inline Operands operands_nib(__m512i nib, __m512i abs_table, __m512i y) {
   return {_mm512_shuffle_epi8(abs_table, nib), _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y)};
 }
 
-// The int16 pair sums (no overflow: |u| <= 128, |s| <= 127 and the callers' weights are smaller
-// where two 128s could meet).
+// The int16 pair sums; no saturation: u <= 128 and |s| <= 127 bound a pair by 2 * 128 * 127 = 32512.
 inline __m512i pairs(Operands o) { return _mm512_maddubs_epi16(o.u, o.s); }
 
 // ---------------------------------------------------------------- 32-value blocks (Q8_0 activations)
