@@ -44,6 +44,24 @@ inline __m512i pairs(Operands o) { return _mm512_maddubs_epi16(o.u, o.s); }
 
 // ---------------------------------------------------------------- 32-value blocks (Q8_0 activations)
 
+// The f16 scales (first field) of 4 consecutive blocks of type B, picked out of the bytes that
+// hold them with vpermw (word offsets 0, S/2, S, 3S/2 for an S-byte block): one or two loads and a
+// permute instead of four scalar loads. Reads 4 * sizeof(B) bytes at most.
+template <class B>
+inline __m128 scales4_512(const B* b) {
+  constexpr int w = sizeof(B) / 2;
+  static_assert(sizeof(B) % 2 == 0, "the scales must sit on 16-bit boundaries");
+  const __m512i idx = _mm512_setr_epi32(0 | w << 16, 2 * w | 3 * w << 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512i h;
+  if constexpr (4 * sizeof(B) >= 128) {  // two registers: the last scale sits beyond byte 64
+    h = _mm512_permutex2var_epi16(load512(b), idx, load512(reinterpret_cast<const uint8_t*>(b) + 64));
+  } else {
+    h = _mm512_permutexvar_epi16(idx, load512(b));
+  }
+  return _mm_cvtph_ps(_mm512_castsi512_si128(h));
+}
+
+
 // dot2: the 16 int32 sums of 4 products of blocks a and b (64 weights) with their 64 activations
 // (8 per block, in order); load1: the weights of one block as signed int8 (for the row's last
 // odd block).
@@ -89,7 +107,7 @@ float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
-    const __m512 d = _mm512_castps128_ps512(scale4(x + i, y + i));
+    const __m512 d = _mm512_castps128_ps512(_mm_mul_ps(scales4_512(x + i), scales4_512(y + i)));
     const __m512i p0 = W::template dot2<Ops>(x[i], x[i + 1], load2x256(y[i].qs, y[i + 1].qs));
     const __m512i p1 = W::template dot2<Ops>(x[i + 2], x[i + 3], load2x256(y[i + 2].qs, y[i + 3].qs));
     acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx01, d), _mm512_cvtepi32_ps(p0), acc0);
