@@ -3,6 +3,7 @@ the scalar reference, for every computable type. Built with CMake into a tempora
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -69,3 +70,17 @@ def test_harness_rejects_an_unsupported_requirement(harness: Path) -> None:
     run = subprocess.run([str(harness), "--require", "no-such-isa"], capture_output=True, text=True)
     assert run.returncode == 1
     assert "FAIL required ISA no-such-isa" in run.stdout
+
+
+def test_avx512_bw_kernels_without_vnni(harness: Path) -> None:
+    # On a VNNI CPU the avx512 set uses vpdpbusd / vpdpwssd; QWEN35CPU_NO_VNNI=1 keeps the BW-only
+    # kernels that CPUs without VNNI run, so both variants are checked here. Without VNNI (or
+    # without AVX-512) the variable changes nothing and this repeats the run above.
+    env = {**os.environ, "QWEN35CPU_NO_VNNI": "1"}
+    args = [str(harness)]
+    for isa in required_isas():
+        args += ["--require", isa]
+    run = subprocess.run(args, capture_output=True, text=True, env=env)
+    last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert last.endswith("0 failed") and not last.startswith("0 passed"), last
