@@ -18,17 +18,16 @@ using namespace x86;
 // ---------------------------------------------------------------- F32 / F16 / BF16 (F32 activations)
 
 // Loaders of 16 weights as floats; the masked form reads only the lanes of m (the row's tail).
-// kAlign: the alignment that keeps the weight loads inside one cache line (a 64-byte load from an
-// address 16 or 32 past a line splits every load: a third less read bandwidth when streaming).
+// No masked head to align the loads (which streamed misaligned F32 rows a third faster): it would
+// make the summation order, and so the last bits of the result, depend on where the tensor lies in
+// its file, and the same weights must give the same logits in any file.
 struct LoadF32 {
-  static constexpr uintptr_t kAlign = 64, kElem = 4;
   static __m512 load(const void* p, int64_t i) { return _mm512_loadu_ps(static_cast<const float*>(p) + i); }
   static __m512 load(const void* p, int64_t i, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
   }
 };
 struct LoadF16 {
-  static constexpr uintptr_t kAlign = 32, kElem = 2;
   static __m512 load(const void* p, int64_t i) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
   }
@@ -37,7 +36,6 @@ struct LoadF16 {
   }
 };
 struct LoadBF16 {
-  static constexpr uintptr_t kAlign = 32, kElem = 2;
   static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
   static __m512 load(const void* p, int64_t i) {
     return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
@@ -52,14 +50,6 @@ float dot_float(int64_t n, const void* x, const void* vy) {
   const float* y = static_cast<const float*>(vy);
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
-  // A masked head brings the weights to their alignment (GGUF data is only 32-byte aligned).
-  const uintptr_t mis = reinterpret_cast<uintptr_t>(x) % L::kAlign;
-  if (mis != 0 && mis % L::kElem == 0) {
-    const int64_t want = static_cast<int64_t>((L::kAlign - mis) / L::kElem);
-    i = want < n ? want : n;
-    const __mmask16 m = static_cast<__mmask16>((1u << i) - 1);
-    a3 = _mm512_fmadd_ps(L::load(x, 0, m), _mm512_maskz_loadu_ps(m, y), a3);
-  }
   for (; i + 64 <= n; i += 64) {
     a0 = _mm512_fmadd_ps(L::load(x, i), _mm512_loadu_ps(y + i), a0);
     a1 = _mm512_fmadd_ps(L::load(x, i + 16), _mm512_loadu_ps(y + i + 16), a1);

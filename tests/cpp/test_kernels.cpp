@@ -142,6 +142,16 @@ void test_vec_dot(Isa isa, const KernelSet& ks, const KernelSet& ref, uint32_t t
                         isa_name(isa), t.name, static_cast<long long>(n), ws, as, raw ? "raw" : "quantized", s, r,
                         bound);
           report(close(s, r, bound), what);
+          // The result must not depend on where the row lies: the same weights at another address
+          // (GGUF aligns tensors to 32 bytes, rows fall anywhere after that) give the same bits.
+          for (size_t off : {4, 32, 36, 48}) {
+            std::vector<uint8_t> moved(w.size() + 64);
+            std::memcpy(moved.data() + off, w.data(), w.size());
+            const float s2 = ks.vec_dot[type](n, moved.data() + off, y.data());
+            char where[240];
+            std::snprintf(where, sizeof where, "%s at address offset %zu: %.9g vs %.9g", what, off, s2, s);
+            report(std::memcmp(&s2, &s, sizeof s) == 0 || (std::isnan(s) && std::isnan(s2)), where);
+          }
         }
       }
     }
