@@ -7,11 +7,9 @@ Every GGUF tensor is checked against an independent numpy re-derivation of spec 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -20,13 +18,13 @@ from typing import Any
 import gguf
 import numpy as np
 import pytest
+from fixture_util import run_cli
 
 from qwen35cpu.convert import convert
 from qwen35cpu.convert import mapping as mp
 from qwen35cpu.convert.checkpoint import read_text_config
 from qwen35cpu.random_checkpoint import CFG_A, CFG_B, layer_types, make_random_checkpoint
 
-SRC_DIR = Path(__file__).resolve().parents[1] / "src"
 Ckpt = Callable[[str], tuple[Path, dict[str, np.ndarray]]]  # fixture: name -> (folder, canonical tensors)
 GgufOf = Callable[[str, str], Path]  # fixture: (checkpoint name, out type) -> converted file
 QT = gguf.GGMLQuantizationType
@@ -723,14 +721,7 @@ def test_streaming_peak_memory(layout: str, dtype: str, out_type: str, tmp_path:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(SRC_DIR) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(
-        [sys.executable, "-m", "qwen35cpu.cli", "convert", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return run_cli("convert", *args)
 
 
 def test_cli_convert(ckpt: Ckpt, tmp_path: Path, gguf_of: GgufOf) -> None:

@@ -8,10 +8,8 @@ read from the converter's tables); expected sizes come from ggml's block sizes (
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import gguf
 import numpy as np
 import pytest
+from fixture_util import run_cli
 from test_convert import expected_ne, expected_tensors, forced_f32
 
 from qwen35cpu import _core
@@ -31,7 +30,6 @@ from qwen35cpu.random_checkpoint import CFG_A, layer_types, make_random_checkpoi
 
 QT = gguf.GGMLQuantizationType
 FT = gguf.LlamaFileType
-SRC_DIR = Path(__file__).resolve().parents[1] / "src"
 
 # -- the real configurations (spec 1.1), as text_config dicts --------------------------------------
 
@@ -276,11 +274,7 @@ def test_max_size_too_small(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(SRC_DIR) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(
-        [sys.executable, "-m", "qwen35cpu.cli", "convert", *args], capture_output=True, text=True, env=env,
-        timeout=300,
-    )  # fmt: skip
+    return run_cli("convert", *args)
 
 
 def test_cli_dry_run(tmp_path: Path) -> None:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from fixture_util import run_cli
 
 from qwen35cpu.fileinfo import inspect_file
 
 
 def run_info(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "qwen35cpu.cli", "info", *args]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return run_cli("info", *args)
 
 
 def test_info_prints_the_file(converted: Callable[[str, str], Path]) -> None:
