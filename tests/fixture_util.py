@@ -1,11 +1,13 @@
-"""Where the committed goldens live and how to read them."""
+"""Where the committed goldens live and how to read them; helpers shared by the tests."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import gguf
 import numpy as np
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
@@ -31,3 +33,37 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [sys.executable, "-m", "qwen35cpu.cli", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+def mean_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
+    """Mean over positions of KL(softmax(p) || softmax(q)); logits are [positions, vocab]."""
+    lp = p_logits - p_logits.max(1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    lq = q_logits - q_logits.max(1, keepdims=True)
+    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+
+
+TensorFn = Callable[[gguf.ReaderTensor], tuple[np.ndarray, object]]
+
+
+def rewrite_gguf(src: Path, dst: Path, tensor: TensorFn) -> Path:
+    """A copy of the GGUF src with the same metadata and each tensor replaced by tensor(t) ->
+    (data, raw_dtype): float32 data in numpy order with raw_dtype None, or a type's bytes with its
+    GGMLQuantizationType."""
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst, "qwen35moe")
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        vtype = f.types[0]
+        sub = {"sub_type": f.types[-1]} if vtype == gguf.GGUFValueType.ARRAY else {}
+        w.add_key_value(f.name, f.contents(), vtype, **sub)
+    for t in r.tensors:
+        data, raw_dtype = tensor(t)
+        w.add_tensor(t.name, data, raw_dtype=raw_dtype)  # type: ignore[arg-type]
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst

@@ -12,7 +12,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from fixture_util import list_fixtures, load_golden
+from fixture_util import list_fixtures, load_golden, mean_kl, rewrite_gguf
 
 import qwen35cpu
 
@@ -72,14 +72,6 @@ def test_chunked_f32(name: str, converted: Callable[[str, str], Path]) -> None:
     assert max_diff(np.concatenate(parts), golden) < BOUND_F32
 
 
-def mean_kl(golden: np.ndarray, ours: np.ndarray) -> float:
-    lp = golden - golden.max(1, keepdims=True)
-    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
-    lq = ours - ours.max(1, keepdims=True)
-    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
-    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
-
-
 @pytest.mark.parametrize("out_type", ["f16", "bf16", "q8_0"])
 @pytest.mark.parametrize("name", FIXTURES)
 def test_converted_types(name: str, out_type: str, converted: Callable[[str, str], Path]) -> None:
@@ -95,22 +87,12 @@ def test_converted_types(name: str, out_type: str, converted: Callable[[str, str
 
 def dequantized_copy(src: Path, dst: Path) -> Path:
     """The same file with every tensor dequantized to F32 by gguf-py (the reference decoder)."""
-    r = gguf.GGUFReader(src)
-    w = gguf.GGUFWriter(dst, "qwen35moe")
-    for f in r.fields.values():
-        if f.name.startswith("GGUF.") or f.name == "general.architecture":
-            continue
-        vtype = f.types[0]
-        sub = {"sub_type": f.types[-1]} if vtype == gguf.GGUFValueType.ARRAY else {}
-        w.add_key_value(f.name, f.contents(), vtype, **sub)
-    for t in r.tensors:
+
+    def f32(t: gguf.ReaderTensor) -> tuple[np.ndarray, None]:
         shape = [int(x) for x in reversed(t.shape)]
-        w.add_tensor(t.name, gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return dst
+        return gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape), None
+
+    return rewrite_gguf(src, dst, f32)
 
 
 @pytest.mark.parametrize("out_type", ["f16", "bf16"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from fixture_util import mean_kl, rewrite_gguf
 
 import qwen35cpu
 from qwen35cpu import _core
@@ -78,34 +79,14 @@ def f32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def requantize(src: Path, dst: Path, qtype: QT) -> Path:
     """src with every weight matrix (the tensors the converter may quantize) in qtype, by our quantizer."""
-    r = gguf.GGUFReader(src)
-    w = gguf.GGUFWriter(dst, "qwen35moe")
-    for f in r.fields.values():
-        if f.name.startswith("GGUF.") or f.name == "general.architecture":
-            continue
-        vtype = f.types[0]
-        sub = {"sub_type": f.types[-1]} if vtype == gguf.GGUFValueType.ARRAY else {}
-        w.add_key_value(f.name, f.contents(), vtype, **sub)
-    for t in r.tensors:
+
+    def typed(t: gguf.ReaderTensor) -> tuple[np.ndarray, QT | None]:
         x = np.asarray(t.data, dtype=np.float32).reshape([int(d) for d in reversed(t.shape)])
         if forced_f32_by_name(t.name, x.ndim):
-            w.add_tensor(t.name, x)
-        else:
-            q = _core.quantize(int(qtype), x, 2)
-            w.add_tensor(t.name, q, raw_dtype=qtype)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return dst
+            return x, None
+        return _core.quantize(int(qtype), x, 2), qtype
 
-
-def mean_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
-    lp = p_logits - p_logits.max(1, keepdims=True)
-    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
-    lq = q_logits - q_logits.max(1, keepdims=True)
-    lq -= np.log(np.exp(lq).sum(1, keepdims=True))
-    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+    return rewrite_gguf(src, dst, typed)
 
 
 PROMPT = np.random.default_rng(11).integers(0, CFG_256["vocab_size"], 64).astype(np.int32)
