@@ -162,10 +162,11 @@ def defaults_from_metadata(md: Mapping[str, Any], *, thinking: bool = True) -> S
         if typ is float and isinstance(value, float):
             # Stored as float32: 0.95 reads back as 0.949999988; round to the float32 precision.
             over[name] = float(f"{over[name]:.7g}")
-    try:
-        return base.updated(**over)
-    except ValueError as e:
-        raise ValueError(f"GGUF sampling defaults: {e}") from e
+        try:
+            base.updated(**{name: over[name]})
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"GGUF metadata {key} = {value!r} is not usable: {e}") from e
+    return base.updated(**over)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
