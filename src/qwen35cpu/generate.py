@@ -51,7 +51,7 @@ class GenerationResult:
     """How a generation ended: the full text (stop string excluded), ids and timings."""
 
     text: str
-    token_ids: list[int]  # generated ids, stop token excluded
+    token_ids: list[int]  # generated ids: a stop string's included, a stop token not
     finish_reason: str  # "stop" | "length"
     prompt_tokens: int  # length of the prompt
     prompt_eval_tokens: int  # prompt tokens actually evaluated (fewer when a prefix was reused)
@@ -226,9 +226,9 @@ def stream_tokens(
     emitted: list[str] = []
     batch_ids: list[int] = []  # ids since the last yielded piece
     finish, stop_hit = "length", None
-    limit = max_tokens if max_tokens is not None else n_ctx - len(prompt)
     # The context bounds what can be generated: each id but the last must be evaluated.
-    limit = min(limit, n_ctx - len(prompt) + 1)
+    room = n_ctx - len(prompt) + 1
+    limit = room if max_tokens is None else min(max_tokens, room)
 
     while len(state.token_ids) < limit:
         tid = sampler.sample(logits, history)
