@@ -380,3 +380,20 @@ def test_sampler_reuse_from_outside(tiny: qwen35cpu.Model) -> None:
     items = list(stream_tokens(s, tiny.tokenize("hi"), sampler=Sampler(SamplingParams(seed=1)), max_tokens=5,
                                stop_tokens=[]))
     assert isinstance(items[-1], GenerationResult) and items[-1].completion_tokens == 5
+
+
+def test_penalties_see_generated_ids_unless_asked(qwen: tuple[Tokenizer, Any]) -> None:
+    tok, enc = qwen
+    word = enc.encode(" word")
+    assert len(word) == 1
+    # the model would say " word" twice; greedy with a presence penalty larger than the margin (10)
+    params = SamplingParams(temperature=0.0, presence_penalty=20.0, penalty_last_n=-1)
+    prompt = enc.encode("repeat: word word")
+    assert word[0] in prompt
+    _, r = run(ScriptedSession(word * 2, QWEN_VOCAB), prompt, tok, sampler=Sampler(params), max_tokens=2)
+    assert r.token_ids[0] == word[0] and r.token_ids[1] != word[0]  # penalised once generated
+    _, r = run(ScriptedSession(word * 2, QWEN_VOCAB), prompt, tok, sampler=Sampler(params), max_tokens=2,
+               penalize_prompt=True)
+    assert r.token_ids[0] != word[0]  # already in the prompt
+    with pytest.raises(ValueError, match="empty list"):
+        run(ScriptedSession(word, QWEN_VOCAB), prompt, tok, on_token=lambda t, s: [])

@@ -134,7 +134,7 @@ def test_top_p_matches_reference(top_k: int, top_p: float, scale: float) -> None
     assert len(want) > 1
 
 
-@pytest.mark.parametrize(("top_k", "min_p"), [(0, 0.05), (0, 0.5), (40, 0.1)])
+@pytest.mark.parametrize(("top_k", "min_p"), [(0, 0.05), (0, 0.5), (40, 0.1), (5000, 0.02)])
 def test_min_p_matches_reference(top_k: int, min_p: float) -> None:
     logits = _logits(7, 20_000, 1.5)
     ids, _ = Sampler(_neutral(top_k=top_k, min_p=min_p)).candidates(logits)

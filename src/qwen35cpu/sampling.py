@@ -4,8 +4,9 @@ The stages and their order follow llama.cpp's default sampler chain (common/samp
 mean the same thing here as there and in llama-cpp-python:
 
 1. logit bias: `logit[id] += bias`;
-2. penalties over the last `penalty_last_n` tokens of the history (prompt included, as llama-server
-   feeds it): repetition `l / r` if `l > 0` else `l * r`, then `l -= count * frequency + presence`;
+2. penalties over the last `penalty_last_n` ids of the history the caller passes (generation passes
+   the generated ids; see generate.stream_tokens): repetition `l / r` if `l > 0` else `l * r`, then
+   `l -= count * frequency + presence`;
 3. top-k, then top-p (smallest set of the most likely tokens whose probability, at temperature 1, sums
    to at least `top_p`), then min-p (tokens with `p >= min_p * p_max`): truncation is computed on the
    untempered distribution, as llama.cpp does (temperature comes after them in its chain);
