@@ -397,3 +397,25 @@ def test_penalties_see_generated_ids_unless_asked(qwen: tuple[Tokenizer, Any]) -
     assert r.token_ids[0] != word[0]  # already in the prompt
     with pytest.raises(ValueError, match="empty list"):
         run(ScriptedSession(word, QWEN_VOCAB), prompt, tok, on_token=lambda t, s: [])
+
+
+def test_model_generation_reuses_the_prompt_prefix(tiny: qwen35cpu.Model) -> None:
+    # the second prompt extends the first one's context (prompt + generated ids): with Part S's
+    # eval_prefix_reuse only the new tail is evaluated, and the text equals a from-scratch run
+    greedy = SamplingParams.greedy()
+    first = tiny.generate("one two", max_tokens=4, sampling=greedy, stop_tokens=[], return_result=True)
+    assert isinstance(first, GenerationResult)
+    session = tiny._gen_session
+    assert session is not None
+    context = tiny.tokenize("one two") + first.token_ids[:-1]
+    follow = context + tiny.tokenize(" three")
+    again = tiny.generate(follow, max_tokens=6, sampling=greedy, stop_tokens=[], return_result=True)
+    assert isinstance(again, GenerationResult)
+    if hasattr(session, "eval_prefix_reuse"):
+        assert again.prompt_eval_tokens == len(follow) - len(context)
+    else:
+        assert again.prompt_eval_tokens == len(follow)
+    fresh = tiny.session(64)
+    items = list(stream_tokens(fresh, follow, sampler=Sampler(greedy), max_tokens=6, stop_tokens=[]))
+    scratch = items[-1]
+    assert isinstance(scratch, GenerationResult) and scratch.token_ids == again.token_ids
