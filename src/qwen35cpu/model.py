@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,8 @@ from . import _core
 from .config import ModelConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .generate import GenerationResult, OnToken, Piece
     from .sampling import SamplingParams
     from .tokenizer import Tokenizer
