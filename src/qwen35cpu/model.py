@@ -132,6 +132,33 @@ class Session:
         self.tokens = []
         self._last_logits = None
 
+    # ------------------------------------------------------------ session files
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write tokens, state and checkpoints to a file (atomically: temp file, then rename)."""
+        from . import session_io
+
+        session_io.save(self, path)
+
+    def load_state(self, path: str | os.PathLike[str]) -> None:
+        """Replace this session's tokens, state and checkpoints with a saved file's.
+
+        ValueError, with the session unchanged, if the file is corrupt, truncated, of another
+        format version, saved from another model, or longer than this session's n_ctx.
+        """
+        from . import session_io
+
+        session_io.load_into(self, path)
+
+    @classmethod
+    def load(
+        cls, model: Model, path: str | os.PathLike[str], n_ctx: int | None = None, *, max_checkpoints: int = 8
+    ) -> Session:
+        """A new session holding a saved file's state; n_ctx defaults to the saved session's."""
+        from . import session_io
+
+        return session_io.load_session(model, path, n_ctx, max_checkpoints=max_checkpoints)
+
     # ------------------------------------------------------------ checkpoints and prefix reuse
 
     def checkpoint(self) -> Checkpoint:
