@@ -461,3 +461,16 @@ def test_longer_than_n_ctx(saved: bytes, models: dict[str, Model], tmp_path: Pat
     assert small.tokens == prompt("deep")[:3]
     # A bigger n_ctx than the saved one is fine.
     assert Session.load(models["deep"], f, n_ctx=200).n_ctx == 200
+
+
+def test_longer_checkpoint_beats_current_state(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:30])
+    s.add_checkpoint()
+    s.restore(s.checkpoints[0])
+    s.reset()
+    s.eval(p[:10])  # current state: a 10-token prefix of what follows
+    got = s.eval_prefix_reuse(p[:34])
+    assert s.last_eval_count == 4  # from the 30-token checkpoint, not 24 from the current state
+    np.testing.assert_array_equal(got, scratch(model, p[:34])[-1])
