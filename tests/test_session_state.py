@@ -598,3 +598,15 @@ def test_malformed_metadata_with_valid_checksum(
         load_bad(build_file(m, payload), tmp_path, models, "session file")
     for raw in (b"{not json", b"\xff\xfe", b"[]", b"null"):
         load_bad(build_file(raw, payload), tmp_path, models, "session file")
+
+
+def test_tokens_out_of_sync_are_not_trusted(models: dict[str, Model]) -> None:
+    """If an interrupt lands between the core's eval and the tokens update, the state is not reused."""
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:10])
+    s._core.eval(np.array(p[10:12], dtype=np.int32), False)  # as if interrupted before bookkeeping
+    with pytest.raises(RuntimeError, match="interrupted"):
+        s.checkpoint()
+    np.testing.assert_array_equal(s.eval_prefix_reuse(p[:14]), scratch(model, p[:14])[-1])
+    assert s.last_eval_count == 14 and s.tokens == p[:14]
