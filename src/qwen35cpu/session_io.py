@@ -144,6 +144,10 @@ def save(session: Session, path: str | os.PathLike[str]) -> None:
             _check_written(out, size, path)
             out.flush()
             os.fsync(out.fileno())
+        # mkstemp makes the file 0600; a saved session gets the permissions of any new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
