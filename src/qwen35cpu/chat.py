@@ -39,7 +39,7 @@ from .toolcalls import THINK_END, THINK_START, Delta, StreamParser, openai_tool_
 
 if TYPE_CHECKING:
     from .generate import GenerationResult, GenerationState
-    from .model import Model, Session
+    from .model import Model
     from .sampling import SamplingParams
     from .tokenizer import Tokenizer
 
@@ -84,7 +84,12 @@ def prompt_ids_reusing(
     safe = _added_token_starts(tok, data)
     safe.add(len(data))
     best_n, best_pos, best_seq = 0, 0, None
+    scanned: list[Sequence[int]] = []
     for seq in known:
+        # A sequence that starts another one already scanned cannot match further than it did.
+        if any(len(s) >= len(seq) and list(s[: len(seq)]) == list(seq) for s in scanned):
+            continue
+        scanned.append(seq)
         pos, cut_n, cut_pos = 0, 0, 0
         for i, t in enumerate(seq):
             b = tok.token_bytes(int(t))
@@ -291,7 +296,11 @@ class ChatSession:
     """A conversation's state on a model, reused across turns (see the module doc).
 
     send()/stream() take the whole conversation each turn (OpenAI style); what the session already
-    evaluated is not evaluated again.
+    evaluated is not evaluated again. Options (each also a per-call argument of send/stream):
+    template (source text or ChatTemplate; default the GGUF's, else the packaged Qwen3.5 one), tools,
+    enable_thinking, max_thinking_tokens (None: no budget), detect_repetition and repeat
+    (RepeatDetector settings: max_period, min_repeats, min_span). max_checkpoints bounds the states
+    kept (two per turn: after the history, after the answer).
     """
 
     def __init__(
@@ -304,9 +313,13 @@ class ChatSession:
         enable_thinking: bool = True,
         max_thinking_tokens: int | None = None,
         detect_repetition: bool = True,
+        repeat: Mapping[str, Any] | None = None,
+        max_checkpoints: int = 8,
     ) -> None:
+        from .model import Session
+
         self.model = model
-        self.session: Session = model.session(n_ctx)
+        self.session = Session(model, n_ctx, max_checkpoints=max_checkpoints)
         if isinstance(template, ChatTemplate):
             self.template = template
         elif template is not None:
@@ -317,6 +330,7 @@ class ChatSession:
         self.enable_thinking = enable_thinking
         self.max_thinking_tokens = max_thinking_tokens
         self.detect_repetition = detect_repetition
+        self.repeat = dict(repeat) if repeat else None  # RepeatDetector settings
         self.last_result: ChatResult | None = None
 
     @property
@@ -396,6 +410,7 @@ class ChatSession:
             if max_thinking_tokens is None
             else max_thinking_tokens,
             detect_repetition=self.detect_repetition if detect_repetition is None else detect_repetition,
+            repeat=self.repeat,
         )
         parser = StreamParser(in_thinking=in_thinking, tools=tools)
         self.last_result = None
