@@ -248,12 +248,41 @@ class Session:
         self.tokens = []
         self._last_logits = None
 
+    # ------------------------------------------------------------ session files
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write tokens, state and checkpoints to a file (atomically: temp file, then rename)."""
+        from . import session_io
+
+        session_io.save(self, path)
+
+    def load_state(self, path: str | os.PathLike[str]) -> None:
+        """Replace this session's tokens, state and checkpoints with a saved file's.
+
+        ValueError, with the session unchanged, if the file is corrupt, truncated, of another
+        format version, saved from another model, or longer than this session's n_ctx.
+        """
+        from . import session_io
+
+        session_io.load_into(self, path)
+
+    @classmethod
+    def load(
+        cls, model: Model, path: str | os.PathLike[str], n_ctx: int | None = None, *, max_checkpoints: int = 8
+    ) -> Session:
+        """A new session holding a saved file's state; n_ctx defaults to the saved session's."""
+        from . import session_io
+
+        return session_io.load_session(model, path, n_ctx, max_checkpoints=max_checkpoints)
+
     # ------------------------------------------------------------ checkpoints and prefix reuse
 
     def checkpoint(self) -> Checkpoint:
-        """A copy of the current state (only the KV rows in use are copied)."""
+        """A copy of the current state: only the KV rows in use, and of those only the chunks not
+        already held by the kept checkpoint that shares the longest token prefix with it."""
         logits = None if self._last_logits is None else self._last_logits.copy()
-        return Checkpoint(tuple(self.tokens), self._core.snapshot(), logits)
+        base = max(self.checkpoints, key=lambda c: common_prefix(c.tokens, self.tokens), default=None)
+        return Checkpoint(tuple(self.tokens), self._core.snapshot(base.state if base else None), logits)
 
     def restore(self, cp: Checkpoint) -> None:
         """Return to a checkpoint's state; ValueError (session unchanged) if it does not fit this session."""
@@ -280,14 +309,16 @@ class Session:
 
     @property
     def checkpoints_nbytes(self) -> int:
-        return sum(c.nbytes for c in self.checkpoints)
+        """Memory the kept checkpoints hold together (KV chunks they share counted once)."""
+        states = _core.SessionState.nbytes_distinct([c.state for c in self.checkpoints])
+        return int(states) + sum(0 if c.logits is None else int(c.logits.nbytes) for c in self.checkpoints)
 
     def eval_prefix_reuse(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Make the session's tokens equal ids, evaluating as few tokens as possible; the last token's logits.
 
-        If ids extends the tokens evaluated so far, only the new tail is evaluated. Otherwise the
-        state is restored from the checkpoint with the longest token prefix of ids (among equals,
-        the newest), or reset when none fits, and evaluation goes on from there.
+        The evaluation starts from the longest prefix of ids the session can reach: its current
+        state if ids extends the tokens evaluated so far, or a checkpoint whose tokens are a
+        longer prefix of ids (among equals, the newest); from an empty state when none fits.
         last_eval_count tells how many tokens were evaluated.
         """
         arr = np.asarray(ids)
@@ -307,17 +338,18 @@ class Session:
         if len(want) > self.n_ctx:
             raise ValueError(f"{len(want)} tokens do not fit in n_ctx {self.n_ctx}")
 
-        if not self._usable_prefix(tuple(self.tokens), self._last_logits, want):
-            best: Checkpoint | None = None
-            for cp in self.checkpoints:  # oldest first, so ">=" picks the newest among equals
-                if self._usable_prefix(cp.tokens, cp.logits, want) and (
-                    best is None or len(cp.tokens) >= len(best.tokens)
-                ):
-                    best = cp
-            if best is None:
-                self.reset()
-            else:
-                self.restore(best)
+        # The current state, if usable, costs nothing to reach; a checkpoint costs a copy, so it
+        # is only taken when it saves evaluating tokens.
+        have = len(self.tokens) if self._usable_prefix(self.tokens, self._last_logits, want) else -1
+        best: Checkpoint | None = None
+        for cp in self.checkpoints:  # oldest first, so ">=" picks the newest among equals
+            longer = len(cp.tokens) > (have if best is None else len(best.tokens) - 1)
+            if longer and self._usable_prefix(cp.tokens, cp.logits, want):
+                best = cp
+        if best is not None:
+            self.restore(best)
+        elif have < 0:
+            self.reset()
         tail = want[len(self.tokens) :]
         if not tail:
             self.last_eval_count = 0
@@ -332,6 +364,15 @@ class Session:
         if n > len(want) or list(tokens) != want[:n]:
             return False
         return n < len(want) or logits is not None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(np.asarray(a[:n], dtype=np.int64) != np.asarray(b[:n], dtype=np.int64))
+    return int(diff[0]) if diff.size else n
 
 
 def load(path: str | os.PathLike[str], n_threads: int | None = None) -> Model:
