@@ -738,3 +738,22 @@ def test_prompt_ids_keep_generated_tokens_only_up_to_special_tokens(r1: Model) -
     ids, kept = prompt_ids_reusing(tok, text, [tok.encode("<|im_start|>user\nhello there")])
     assert ids == canon and kept == 0  # no special token inside the common part
     assert prompt_ids_reusing(tok, text, []) == (canon, 0)
+
+
+def test_interrupted_answer_keeps_a_usable_session(r1: Model) -> None:
+    """Closing the stream (what the terminal does on Ctrl-C) records a cancelled turn with what it
+    generated; the next turn starts from a consistent state."""
+    chat = ChatSession(r1, 256)
+    log = EvalLog(chat.session)
+    msgs = [{"role": "user", "content": "Hello"}]
+    stream = chat.stream(msgs, max_tokens=40, temperature=0, logit_bias=_no_stop(r1))
+    first = next(stream)
+    stream.close()
+    r = chat.last_result
+    assert r is not None and r.finish_reason == "cancelled" and first.text in r.content
+    assert 0 < r.completion_tokens < 40 and r.prompt_eval_tokens == r.prompt_tokens
+    assert chat.session.checkpoints[-1].tokens != tuple(chat.session.tokens)  # no "after the answer"
+    r2 = chat.send([*msgs, r.message(), {"role": "user", "content": "Again"}], max_tokens=4, temperature=0)
+    ids, logits, _ = log.calls[-1]
+    np.testing.assert_array_equal(logits, _scratch_logits(r1, ids))
+    assert r2.finish_reason in ("stop", "length") and r2.prompt_eval_tokens < r2.prompt_tokens
