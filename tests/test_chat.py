@@ -81,10 +81,11 @@ def test_tools_and_tool_results_render_as_qwen_teaches() -> None:
     ]
     texts = [
         render([*base, {"role": "assistant", "content": "", "tool_calls": [c]}, *tail], tools=[WEATHER_TOOL])
-        for c in (as_string, as_dict)
+        for c in (as_string, as_dict, {"name": "get_weather", "arguments": call_args})
     ]
-    # OpenAI sends arguments as a JSON string; the template needs a dict: both render the same.
-    assert texts[0] == texts[1]
+    # OpenAI sends arguments as a JSON string; the template needs a dict: all render the same, and so
+    # does a call as Model.chat returns it ({"name", "arguments"}).
+    assert texts[0] == texts[1] == texts[2]
     text = texts[0]
     # The tool definition is plain json.dumps: non-ASCII and '<', '&' are not escaped.
     assert "<tools>\n" + json.dumps(WEATHER_TOOL, ensure_ascii=False) + "\n</tools>" in text
@@ -570,11 +571,8 @@ def test_model_chat_returns_the_answer_and_reuses_its_session(r1: Model) -> None
     )
     assert a["role"] == "assistant" and a["finish_reason"] in ("stop", "length") and a["tool_calls"] == []
     assert a["usage"]["total_tokens"] == a["usage"]["prompt_tokens"] + a["usage"]["completion_tokens"]
-    b = r1.chat(
-        [*msgs, {"role": "assistant", "content": a["content"]}, {"role": "user", "content": "More"}],
-        max_tokens=4,
-        temperature=0,
-    )
+    # The answer dict itself can join the conversation (the template reads role and content).
+    b = r1.chat([*msgs, a, {"role": "user", "content": "More"}], max_tokens=4, temperature=0)
     assert 0 < b["timings"]["prompt_eval_tokens"] < b["timings"]["prompt_tokens"]
 
 
