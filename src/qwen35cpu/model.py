@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,8 @@ from . import _core
 from .config import ModelConfig
 
 if TYPE_CHECKING:
+    from .generate import GenerationResult, OnToken, Piece
+    from .sampling import SamplingParams
     from .tokenizer import Tokenizer
 
 
@@ -51,6 +53,79 @@ class Model:
 
     def session(self, n_ctx: int = 4096) -> Session:
         return Session(self, n_ctx)
+
+    # -- generation ---------------------------------------------------------------------------------
+
+    last_result: GenerationResult | None = None  # how the latest generate/stream call ended
+    _gen_session: Session | None = None
+
+    def sampling_defaults(self, *, thinking: bool = False) -> SamplingParams:
+        """Qwen3.5's recommended settings for the mode, overridden by the GGUF's general.sampling.*."""
+        from .sampling import defaults_from_metadata
+
+        return defaults_from_metadata(self.metadata, thinking=thinking)
+
+    def _generation_session(self, needed: int) -> Session:
+        """One session kept across calls, so a prompt sharing a prefix with the last one reuses it."""
+        s = self._gen_session
+        if s is None or s.n_ctx < needed:
+            s = self._gen_session = Session(self, max(needed, min(4096, self.config.n_ctx_train)))
+        return s
+
+    def stream_pieces(
+        self,
+        prompt: str | Sequence[int],
+        *,
+        max_tokens: int | None = 256,
+        stop: str | Sequence[str] | None = None,
+        stop_tokens: Sequence[int] | None = None,
+        sampling: SamplingParams | None = None,
+        on_token: OnToken | None = None,
+        session: Session | None = None,
+        **settings: Any,
+    ) -> Iterator[Piece | GenerationResult]:
+        """`generate.stream_tokens` on this model: the Piece objects, then the GenerationResult.
+        `settings` are SamplingParams fields (temperature, top_k, top_p, min_p, presence_penalty,
+        frequency_penalty, repetition_penalty / repeat_penalty, penalty_last_n, logit_bias, seed)
+        over `sampling` (default: `sampling_defaults()`)."""
+        from .generate import GenerationResult, stream_tokens
+        from .sampling import Sampler
+
+        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+        params = (sampling if sampling is not None else self.sampling_defaults()).updated(**settings)
+        if session is None:
+            budget = max_tokens if max_tokens is not None else 0
+            session = self._generation_session(len(ids) + budget)
+        self.last_result = None
+        for item in stream_tokens(
+            session, ids, sampler=Sampler(params), max_tokens=max_tokens, stop_tokens=stop_tokens,
+            stop_strings=stop, on_token=on_token, tokenizer=self.tokenizer,
+        ):
+            if isinstance(item, GenerationResult):
+                self.last_result = item
+            yield item
+
+    def stream(self, prompt: str | Sequence[int], **kw: Any) -> Iterator[str]:
+        """Generated text in pieces, each valid UTF-8; `last_result` tells how it ended and how fast."""
+        from .generate import Piece
+
+        for item in self.stream_pieces(prompt, **kw):
+            if isinstance(item, Piece) and item.text:
+                yield item.text
+
+    def generate(
+        self, prompt: str | Sequence[int], *, return_result: bool = False, **kw: Any
+    ) -> str | GenerationResult:
+        """The text generated after `prompt` (see `stream_pieces` for the settings); with
+        return_result=True the GenerationResult (text, finish_reason, token counts, timings)."""
+        from .generate import GenerationResult
+
+        result: GenerationResult | None = None
+        for item in self.stream_pieces(prompt, **kw):
+            if isinstance(item, GenerationResult):
+                result = item
+        assert result is not None
+        return result if return_result else result.text
 
     def __repr__(self) -> str:
         c = self.config
