@@ -1,7 +1,7 @@
 """`qwen35cpu chat MODEL`: an interactive chat in the terminal.
 
-Input is read with prompt_toolkit (history, multi-line editing: Esc-Enter or Ctrl-J inserts a line
-break, so does a line ending in a backslash; Enter sends). The answer streams as it is generated,
+Input is read with prompt_toolkit (history, multi-line editing: Esc-Enter inserts a line break, so
+does a line ending in a backslash; Enter sends). The answer streams as it is generated,
 its thinking dimmed; a speed line follows each answer. Ctrl-C stops the answer being generated and
 keeps the conversation (a second Ctrl-C before the answer stops interrupts for good); Ctrl-D or
 /exit leaves. Slash commands: see HELP.
@@ -35,7 +35,7 @@ HELP = """\
 /load FILE         load a conversation saved with /save
 /stats             context use and speeds
 /exit              leave (Ctrl-D works too)
-Esc-Enter or Ctrl-J: new line; a line ending in \\ continues. Ctrl-C stops an answer."""
+Esc-Enter: new line; a line ending in \\ continues. Ctrl-C stops an answer."""
 
 SAVE_FORMAT = "qwen35cpu-chat"
 SAVE_VERSION = 1
@@ -158,7 +158,10 @@ def make_reader(args: argparse.Namespace) -> Callable[[], str]:
 
     kb = KeyBindings()
 
+    # Ctrl-J submits too: keys typed ahead while an answer streams arrive with the terminal in
+    # cooked mode, where Enter's \r has become \n (Ctrl-J).
     @kb.add("enter")
+    @kb.add("c-j")
     def _(event: Any) -> None:
         buf = event.current_buffer
         if buf.text.endswith("\\") and buf.cursor_position == len(buf.text):
@@ -168,7 +171,6 @@ def make_reader(args: argparse.Namespace) -> Callable[[], str]:
             buf.validate_and_handle()
 
     @kb.add("escape", "enter")
-    @kb.add("c-j")
     def _(event: Any) -> None:
         event.current_buffer.insert_text("\n")
 

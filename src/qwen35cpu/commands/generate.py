@@ -61,7 +61,9 @@ def load_model(args: argparse.Namespace) -> Model:
 def context_length(model: Model, args: argparse.Namespace) -> int:
     if args.ctx is not None:
         if args.ctx > model.config.n_ctx_train:
-            raise ValueError(f"--ctx {args.ctx} is more than the model's {model.config.n_ctx_train} tokens")
+            # As llama.cpp: allowed, but the model was not trained for it.
+            print(f"warning: --ctx {args.ctx} is more than the {model.config.n_ctx_train} tokens the model "
+                  "was trained for", file=sys.stderr)
         return int(args.ctx)
     return int(min(4096, model.config.n_ctx_train))
 
