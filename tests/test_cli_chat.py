@@ -300,7 +300,7 @@ def test_generate_errors_are_one_line(model_path: Path, tmp_path: Path) -> None:
     for args, msg in [
         (("generate", str(tmp_path / "none.gguf"), "-p", "x"), "no such file"),
         (("generate", str(model_path), "-p", "x", "--threads", "0"), "--threads must be at least 1"),
-        (("generate", "o/r:Q4_K_M", "-p", "x"), "offline (HF_HUB_OFFLINE=1) and the repo is not in the local"),
+        (("generate", "o/r:Q4_K_M", "-p", "x"), "offline (HF_HUB_OFFLINE=1) and the repo is not"),
     ]:
         r = run_cli(tmp_path, *args)
         assert r.returncode == 1, r
