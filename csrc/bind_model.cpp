@@ -10,6 +10,7 @@
 namespace py = pybind11;
 using q35::Model;
 using q35::Session;
+using q35::SessionState;
 
 namespace {
 
@@ -59,6 +60,38 @@ void bind_model(py::module_& m) {
       "read_config", [](const std::string& path) { return config_dict(q35::read_config(q35::GgufSet(path))); },
       py::arg("path"), "Hyper-parameters of a qwen35moe GGUF, checked, without loading weights.");
 
+  py::class_<SessionState, std::shared_ptr<SessionState>>(
+      m, "SessionState", "An opaque copy of a session's state (the KV rows in use, conv and recurrent state).")
+      .def_readonly("n_past", &SessionState::n_past)
+      .def_property_readonly("nbytes", &SessionState::nbytes, "bytes of state data held")
+      .def(
+          "serialize",
+          [](const SessionState& s) {
+            const size_t n = s.serialized_size();
+            // Filled in place: a large state is copied once, not twice.
+            PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+            if (!b) throw py::error_already_set();
+            auto* p = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(b));
+            {
+              py::gil_scoped_release nogil;
+              s.serialize(p);
+            }
+            return py::reinterpret_steal<py::bytes>(b);
+          },
+          "The state as a flat blob for files; SessionState.deserialize reads it back.")
+      .def_static(
+          "deserialize",
+          [](const Model& md, const py::buffer& data) {
+            py::buffer_info bi = data.request();
+            if (bi.ndim != 1 || bi.itemsize != 1 || bi.strides[0] != 1)
+              throw std::invalid_argument("session state blob must be a contiguous byte buffer");
+            const auto* p = static_cast<const uint8_t*>(bi.ptr);
+            const size_t n = static_cast<size_t>(bi.size);
+            py::gil_scoped_release nogil;
+            return std::make_shared<SessionState>(SessionState::deserialize(md.config(), p, n));
+          },
+          py::arg("model"), py::arg("data"), "Parses a blob from serialize(), checked against the model's shapes.");
+
   py::class_<Session>(m, "Session")
       .def(py::init([](std::shared_ptr<Model> model, int n_ctx) {
              return std::make_unique<Session>(std::move(model), n_ctx);
@@ -81,6 +114,10 @@ void bind_model(py::module_& m) {
           },
           py::arg("ids"), py::arg("all_logits") = false)
       .def("reset", &Session::reset)
+      .def(
+          "snapshot", [](const Session& s) { return std::make_shared<SessionState>(s.snapshot()); },
+          py::call_guard<py::gil_scoped_release>())
+      .def("restore", &Session::restore, py::arg("state"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("n_past", &Session::n_past)
       .def_property_readonly("n_ctx", &Session::n_ctx);
 }

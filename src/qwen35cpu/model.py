@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from . import _core
 from .config import ModelConfig
 
 if TYPE_CHECKING:
+    from .chat import ChatSession
     from .generate import GenerationResult, OnToken, Piece
     from .sampling import SamplingParams
     from .tokenizer import Tokenizer
@@ -127,19 +129,86 @@ class Model:
         assert result is not None
         return result if return_result else result.text
 
+    # -- chat -----------------------------------------------------------------------------------------
+
+    _chat: ChatSession | None = None
+
+    def chat_session(self, n_ctx: int | None = None, **kw: Any) -> ChatSession:
+        """A new ChatSession on this model (n_ctx default: the training context, at most 8192); `kw` are
+        ChatSession's options (template, tools, enable_thinking, max_thinking_tokens, ...)."""
+        from .chat import ChatSession
+
+        return ChatSession(self, n_ctx or min(self.config.n_ctx_train, 8192), **kw)
+
+    def _default_chat(self) -> ChatSession:
+        # One chat session kept across chat()/create_chat_completion() calls, as llama-cpp-python keeps
+        # its context: a conversation sent again with one more turn is not evaluated again.
+        if self._chat is None:
+            self._chat = self.chat_session()
+        return self._chat
+
+    def chat(self, messages: Sequence[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        """The assistant's answer to OpenAI-style `messages`: a dict with role, content,
+        reasoning_content, tool_calls ([{"name", "arguments": dict}]), finish_reason, usage, timings.
+        `kw`: tools, enable_thinking, max_tokens, stop, max_thinking_tokens, on_delta, sampling settings."""
+        return self._default_chat().send(messages, **kw).as_dict()
+
+    def create_chat_completion(
+        self, messages: Sequence[dict[str, Any]], **kw: Any
+    ) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """llama-cpp-python's `Llama.create_chat_completion`: same arguments, same dicts (stream=True gives
+        `chat.completion.chunk`s); see `chat.chat_completion`."""
+        from .chat import chat_completion
+
+        return chat_completion(self._default_chat(), messages, **kw)
+
     def __repr__(self) -> str:
         c = self.config
         return f"Model({self.path!r}, layers={c.n_layer}, hidden={c.n_embd}, experts={c.n_expert})"
 
 
-class Session:
-    """One sequence's state (KV cache, conv and recurrent state) on a model."""
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A session's state after `tokens`: restoring it continues exactly as if they had just been evaluated.
 
-    def __init__(self, model: Model, n_ctx: int = 4096) -> None:
+    logits are those of the last token (None for an empty checkpoint), so restoring a checkpoint
+    whose tokens are the whole prompt needs no evaluation at all.
+    """
+
+    tokens: tuple[int, ...]
+    state: _core.SessionState
+    logits: np.ndarray | None
+
+    @property
+    def n_past(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: state data, plus the logits."""
+        return int(self.state.nbytes) + (0 if self.logits is None else int(self.logits.nbytes))
+
+
+class Session:
+    """One sequence's state (KV cache, conv and recurrent state) on a model.
+
+    Besides the state, a session keeps the ids evaluated so far (`tokens`) and a bounded list of
+    checkpoints. The recurrent (DeltaNet) state cannot be rewound, so going back to an earlier
+    point of the sequence means restoring a checkpoint taken there; `eval_prefix_reuse` does so.
+    """
+
+    def __init__(self, model: Model, n_ctx: int = 4096, *, max_checkpoints: int = 8) -> None:
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be at least 1, got {n_ctx}")
+        if max_checkpoints < 0:
+            raise ValueError(f"max_checkpoints must be at least 0, got {max_checkpoints}")
         self.model = model
         self._core = _core.Session(model._core, int(n_ctx))
+        self.tokens: list[int] = []
+        self.checkpoints: list[Checkpoint] = []
+        self.max_checkpoints = max_checkpoints
+        self.last_eval_count = 0  # tokens evaluated by the last eval / eval_prefix_reuse call
+        self._last_logits: np.ndarray | None = None  # logits after tokens[-1], a private copy
 
     @property
     def n_past(self) -> int:
@@ -159,11 +228,103 @@ class Session:
             raise ValueError(f"token ids must be integers, got {arr.dtype}")
         if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
             raise ValueError("token id out of range")
-        return self._core.eval(arr.astype(np.int32, copy=False), all_logits)
+        out = self._core.eval(arr.astype(np.int32, copy=False), all_logits)
+        # The core validates before touching the state, so reaching here means all were evaluated.
+        self.tokens.extend(int(t) for t in arr)
+        self._last_logits = np.array(out[-1] if all_logits else out, dtype=np.float32, copy=True)
+        self.last_eval_count = int(arr.size)
+        return out
 
     def reset(self) -> None:
-        """Forget everything evaluated; the session starts a new sequence."""
+        """Forget everything evaluated; the session starts a new sequence. Checkpoints are kept."""
         self._core.reset()
+        self.tokens = []
+        self._last_logits = None
+
+    # ------------------------------------------------------------ checkpoints and prefix reuse
+
+    def checkpoint(self) -> Checkpoint:
+        """A copy of the current state (only the KV rows in use are copied)."""
+        logits = None if self._last_logits is None else self._last_logits.copy()
+        return Checkpoint(tuple(self.tokens), self._core.snapshot(), logits)
+
+    def restore(self, cp: Checkpoint) -> None:
+        """Return to a checkpoint's state; ValueError (session unchanged) if it does not fit this session."""
+        if not isinstance(cp, Checkpoint):
+            raise TypeError(f"restore() needs a Checkpoint, got {type(cp).__name__}")
+        if cp.state.n_past != len(cp.tokens):
+            raise ValueError(f"checkpoint holds {cp.state.n_past} positions but {len(cp.tokens)} tokens")
+        self._core.restore(cp.state)  # validates shapes and n_ctx before changing anything
+        self.tokens = list(cp.tokens)
+        self._last_logits = None if cp.logits is None else cp.logits.copy()
+
+    def add_checkpoint(self) -> Checkpoint:
+        """Keep a checkpoint of the current state (the oldest goes beyond max_checkpoints)."""
+        cp = self.checkpoint()
+        # A checkpoint of the same tokens is the same state: keep only the new one.
+        self.checkpoints = [c for c in self.checkpoints if c.tokens != cp.tokens]
+        self.checkpoints.append(cp)
+        if len(self.checkpoints) > self.max_checkpoints:
+            del self.checkpoints[: len(self.checkpoints) - self.max_checkpoints]
+        return cp
+
+    def clear_checkpoints(self) -> None:
+        self.checkpoints = []
+
+    @property
+    def checkpoints_nbytes(self) -> int:
+        return sum(c.nbytes for c in self.checkpoints)
+
+    def eval_prefix_reuse(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Make the session's tokens equal ids, evaluating as few tokens as possible; the last token's logits.
+
+        If ids extends the tokens evaluated so far, only the new tail is evaluated. Otherwise the
+        state is restored from the checkpoint with the longest token prefix of ids (among equals,
+        the newest), or reset when none fits, and evaluation goes on from there.
+        last_eval_count tells how many tokens were evaluated.
+        """
+        arr = np.asarray(ids)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError("eval_prefix_reuse needs a 1-D sequence of at least one token id")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"token ids must be integers, got {arr.dtype}")
+        want = [int(t) for t in arr.tolist()]
+        # Validate everything the core would, before any restore: a failure must not leave the
+        # session rewound to a checkpoint.
+        n_vocab = self.model.config.n_vocab
+        bad = next((i for i, t in enumerate(want) if not 0 <= t < n_vocab), None)
+        if bad is not None:
+            raise ValueError(
+                f"token id {want[bad]} at position {bad} is outside the vocabulary [0, {n_vocab})"
+            )
+        if len(want) > self.n_ctx:
+            raise ValueError(f"{len(want)} tokens do not fit in n_ctx {self.n_ctx}")
+
+        if not self._usable_prefix(tuple(self.tokens), self._last_logits, want):
+            best: Checkpoint | None = None
+            for cp in self.checkpoints:  # oldest first, so ">=" picks the newest among equals
+                if self._usable_prefix(cp.tokens, cp.logits, want) and (
+                    best is None or len(cp.tokens) >= len(best.tokens)
+                ):
+                    best = cp
+            if best is None:
+                self.reset()
+            else:
+                self.restore(best)
+        tail = want[len(self.tokens) :]
+        if not tail:
+            self.last_eval_count = 0
+            assert self._last_logits is not None  # _usable_prefix guarantees it
+            return self._last_logits.copy()
+        return self.eval(tail)
+
+    @staticmethod
+    def _usable_prefix(tokens: Sequence[int], logits: np.ndarray | None, want: list[int]) -> bool:
+        """Whether a state after `tokens` can reach `want`: a prefix, and when equal, logits to return."""
+        n = len(tokens)
+        if n > len(want) or list(tokens) != want[:n]:
+            return False
+        return n < len(want) or logits is not None
 
 
 def load(path: str | os.PathLike[str], n_threads: int | None = None) -> Model:

@@ -1,0 +1,254 @@
+"""Session state: snapshots / checkpoints, prefix reuse, and session files.
+
+Evaluation of a token does not depend on how the tokens before it were batched (every matmul
+row, attention score and DeltaNet step is computed per token in the same order), so a restored
+state must continue *bit-identically*: the checks below use exact equality, not a tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixture_util import load_golden
+
+import qwen35cpu
+from qwen35cpu import _core
+from qwen35cpu.model import Checkpoint, Model, Session
+
+# deep: 12 layers (3 attention, 9 DeltaNet); r1: 4 layers; nv4_hd256: head_dim 256, 8 layers.
+NAMES = ["deep", "r1", "nv4_hd256"]
+
+
+@pytest.fixture(scope="module")
+def models(converted: Callable[[str, str], Path]) -> dict[str, Model]:
+    return {n: qwen35cpu.load(converted(n, "f32"), n_threads=2) for n in NAMES}
+
+
+def prompt(name: str) -> list[int]:
+    return [int(t) for t in load_golden(name)[0]]
+
+
+def scratch(model: Model, ids: list[int]) -> np.ndarray:
+    """Logits of every position of ids, evaluated from an empty state in one call."""
+    return model.session(n_ctx=len(ids)).eval(ids, all_logits=True)
+
+
+def expected_nbytes(model: Model, n_past: int) -> int:
+    """The state a snapshot must hold: n_past KV rows per attention layer, fixed-size recurrent parts."""
+    c = model.config
+    n_attn = sum(c.is_attn)
+    n_dn = c.n_layer - n_attn
+    kv = 2 * n_attn * n_past * c.n_head_kv * c.head_dim
+    conv = (c.ssm_conv_kernel - 1) * (2 * c.ssm_n_group * c.ssm_d_state + c.ssm_d_inner)
+    ssm = c.ssm_dt_rank * c.ssm_d_state * c.ssm_d_state
+    return 4 * (kv + n_dn * (conv + ssm))
+
+
+# ---------------------------------------------------------------- snapshot / restore
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_restored_checkpoint_continues_bit_identically(name: str, models: dict[str, Model]) -> None:
+    model, p = models[name], prompt(name)
+    k = len(p) // 3
+    want = scratch(model, p)
+
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:k])
+    cp = s.checkpoint()
+    assert cp.tokens == tuple(p[:k]) and cp.n_past == k and cp.state.n_past == k
+    # Wander off: more tokens, a reset, other tokens; then come back.
+    s.eval(p[2 * k :])
+    s.reset()
+    s.eval(p[k : 2 * k])
+    s.restore(cp)
+    assert s.n_past == k and s.tokens == p[:k]
+    np.testing.assert_array_equal(s.eval(p[k:], all_logits=True), want[k:])
+
+    # Into a fresh session of the same model with another n_ctx.
+    fresh = model.session(n_ctx=len(p) + 7)
+    fresh.restore(cp)
+    np.testing.assert_array_equal(fresh.eval(p[k:], all_logits=True), want[k:])
+
+
+def test_checkpoint_holds_only_rows_in_use(models: dict[str, Model]) -> None:
+    model, p = models["deep"], prompt("deep")
+    small = model.session(n_ctx=len(p))
+    big = model.session(n_ctx=4096)
+    for s in (small, big):
+        s.eval(p[:10])
+    assert small.checkpoint().state.nbytes == big.checkpoint().state.nbytes == expected_nbytes(model, 10)
+    assert model.session(n_ctx=64).checkpoint().state.nbytes == expected_nbytes(model, 0)
+    # Logits of the last token ride along ([V] float32).
+    assert big.checkpoint().nbytes == expected_nbytes(model, 10) + 4 * model.config.n_vocab
+
+
+def test_empty_checkpoint_is_a_reset(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    empty = s.checkpoint()
+    assert empty.logits is None and empty.n_past == 0
+    s.eval(p[:20])
+    s.restore(empty)
+    assert s.n_past == 0 and s.tokens == []
+    np.testing.assert_array_equal(s.eval(p, all_logits=True), scratch(model, p))
+
+
+def test_restore_that_does_not_fit_leaves_session_unchanged(models: dict[str, Model]) -> None:
+    model, p = models["deep"], prompt("deep")
+    long = model.session(n_ctx=len(p))
+    long.eval(p[:30])
+    cp_long = long.checkpoint()
+    other = models["r1"].session(n_ctx=len(p))
+    other.eval(prompt("r1")[:5])
+    cp_other = other.checkpoint()
+
+    s = model.session(n_ctx=20)
+    s.eval(p[:8])
+    for cp, msg in ((cp_long, "n_ctx"), (cp_other, "layers")):
+        with pytest.raises(ValueError, match=msg):
+            s.restore(cp)
+        assert s.tokens == p[:8] and s.n_past == 8
+    # Still exactly the state after p[:8].
+    np.testing.assert_array_equal(s.eval(p[8:12], all_logits=True), scratch(model, p[:12])[8:])
+    with pytest.raises(TypeError):
+        s.restore(cp_long.state)  # type: ignore[arg-type]
+
+
+def test_tokens_track_eval_and_reset(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:3])
+    s.eval(np.array(p[3:7], dtype=np.int64), all_logits=True)
+    assert s.tokens == p[:7] and s.last_eval_count == 4
+    with pytest.raises(ValueError):
+        s.eval([model.config.n_vocab])  # rejected before touching the state: tokens unchanged
+    assert s.tokens == p[:7]
+    s.reset()
+    assert s.tokens == [] and s.n_past == 0
+
+
+# ---------------------------------------------------------------- prefix reuse
+
+
+def test_extending_evaluates_only_the_tail(models: dict[str, Model]) -> None:
+    model, p = models["deep"], prompt("deep")
+    want = scratch(model, p)
+    s = model.session(n_ctx=len(p))
+    np.testing.assert_array_equal(s.eval_prefix_reuse(p[:25]), want[24])
+    assert s.last_eval_count == 25
+    np.testing.assert_array_equal(s.eval_prefix_reuse(p[:60]), want[59])
+    assert s.last_eval_count == 35
+    # The same ids again: nothing to evaluate, the same logits.
+    np.testing.assert_array_equal(s.eval_prefix_reuse(p[:60]), want[59])
+    assert s.last_eval_count == 0
+    assert s.tokens == p[:60]
+
+
+def test_divergent_history_restores_newest_prefix_checkpoint(models: dict[str, Model]) -> None:
+    """A chat whose template drops the previous turn's thinking: the history is rewritten."""
+    model, p = models["deep"], prompt("deep")
+    turn1, answer1, rewritten, turn2 = p[:30], p[30:50], p[50:58], p[58:75]
+    s = model.session(n_ctx=len(p))
+    s.eval_prefix_reuse(turn1)
+    s.add_checkpoint()  # after the prompt
+    s.eval(answer1)
+    s.add_checkpoint()  # after the answer
+    # Turn 2's rendering keeps turn1 but not answer1 as evaluated.
+    ids = turn1 + rewritten + turn2
+    got = s.eval_prefix_reuse(ids)
+    assert s.last_eval_count == len(rewritten) + len(turn2)
+    np.testing.assert_array_equal(got, scratch(model, ids)[-1])
+    assert s.tokens == ids
+
+    # Turn 3 extends turn 2: only the new tokens.
+    s.add_checkpoint()
+    ids3 = ids + p[75:90]
+    got3 = s.eval_prefix_reuse(ids3)
+    assert s.last_eval_count == 15
+    np.testing.assert_array_equal(got3, scratch(model, ids3)[-1])
+
+
+def test_longest_prefix_checkpoint_wins(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:10])
+    s.add_checkpoint()
+    s.eval(p[10:40])
+    s.add_checkpoint()
+    s.reset()
+    s.eval(p[:5])
+    s.add_checkpoint()  # newest but shorter
+    s.eval(p[60:65])  # current tokens diverge from p
+    got = s.eval_prefix_reuse(p[:45])
+    assert s.last_eval_count == 5  # from the 40-token checkpoint
+    np.testing.assert_array_equal(got, scratch(model, p[:45])[-1])
+    # ids equal to a checkpoint's tokens: restored, nothing evaluated, its logits.
+    got = s.eval_prefix_reuse(p[:10])
+    assert s.last_eval_count == 0
+    np.testing.assert_array_equal(got, scratch(model, p[:10])[-1])
+
+
+def test_no_fitting_checkpoint_starts_over(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:20])
+    s.add_checkpoint()
+    ids = p[1:30]
+    np.testing.assert_array_equal(s.eval_prefix_reuse(ids), scratch(model, ids)[-1])
+    assert s.last_eval_count == len(ids)
+    # A prefix of what was evaluated, with no checkpoint at its end, must start over too.
+    s.clear_checkpoints()
+    np.testing.assert_array_equal(s.eval_prefix_reuse(ids[:12]), scratch(model, ids[:12])[-1])
+    assert s.last_eval_count == 12
+
+
+def test_bad_ids_leave_session_unchanged(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=40)
+    s.eval(p[:10])
+    s.add_checkpoint()
+    s.eval(p[10:20])
+    V = model.config.n_vocab
+    for bad in ([*p[:10], V], [*p[:10], -1], p[:41] if len(p) > 40 else p * 2, [], [[1, 2]], [1.5]):
+        with pytest.raises(ValueError):
+            s.eval_prefix_reuse(bad)
+        assert s.tokens == p[:20] and s.n_past == 20
+    np.testing.assert_array_equal(s.eval_prefix_reuse(p[:21]), scratch(model, p[:21])[-1])
+    assert s.last_eval_count == 1
+
+
+def test_checkpoints_are_bounded(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = Session(model, n_ctx=len(p), max_checkpoints=3)
+    for i in range(6):
+        s.eval(p[i : i + 1])
+        s.add_checkpoint()
+    s.add_checkpoint()  # same tokens as the newest: replaced, not duplicated
+    assert [c.n_past for c in s.checkpoints] == [4, 5, 6]
+    assert all(isinstance(c, Checkpoint) for c in s.checkpoints)
+    assert s.checkpoints_nbytes == sum(c.nbytes for c in s.checkpoints)
+    assert Session(model, n_ctx=8, max_checkpoints=0).add_checkpoint() is not None
+    with pytest.raises(ValueError):
+        Session(model, n_ctx=8, max_checkpoints=-1)
+
+
+def test_core_state_blob_round_trip(models: dict[str, Model]) -> None:
+    model, p = models["deep"], prompt("deep")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:33])
+    st = s._core.snapshot()
+    blob = st.serialize()
+    assert len(blob) == 48 + expected_nbytes(model, 33)
+    back = _core.SessionState.deserialize(model._core, blob)
+    assert back.n_past == 33 and back.nbytes == st.nbytes
+    assert back.serialize() == blob
+    with pytest.raises(ValueError, match="bytes"):
+        _core.SessionState.deserialize(model._core, blob[:-4])
+    with pytest.raises(ValueError, match="shapes"):
+        _core.SessionState.deserialize(models["r1"]._core, blob)
+    with pytest.raises(ValueError, match="magic"):
+        _core.SessionState.deserialize(model._core, b"X" + blob[1:])
