@@ -51,7 +51,7 @@ class GenerationResult:
     """How a generation ended: the full text (stop string excluded), ids and timings."""
 
     text: str
-    token_ids: list[int]  # generated ids, stop token excluded
+    token_ids: list[int]  # generated ids: a stop string's included, a stop token not
     finish_reason: str  # "stop" | "length"
     prompt_tokens: int  # length of the prompt
     prompt_eval_tokens: int  # prompt tokens actually evaluated (fewer when a prefix was reused)
@@ -194,12 +194,18 @@ def stream_tokens(
     stop_strings: Sequence[str] | str | None = None,
     on_token: OnToken | None = None,
     tokenizer: Tokenizer | None = None,
+    penalize_prompt: bool = False,
 ) -> Iterator[Piece | GenerationResult]:
     """Generate after `prompt_ids` (the session's whole context) and stream the text.
 
     Yields `Piece`s, then one `GenerationResult` (also the generator's return value). max_tokens=None
     runs until a stop or a full context. The last sampled token is not evaluated (nothing needs its
     logits), so afterwards the session holds the prompt and all generated ids but the last.
+
+    The penalties see the generated ids only (penalize_prompt=False), as in vLLM and SGLang, the
+    engines Qwen's recommended presence_penalty=1.5 is given for: over a long prompt it would
+    otherwise push the answer away from every word of the question. penalize_prompt=True adds the
+    prompt, as llama-server does.
     """
     prompt = [int(t) for t in prompt_ids]
     if not prompt:
@@ -217,7 +223,7 @@ def stream_tokens(
     matcher = StopMatcher(list(stop_strings or ()))
     utf8 = Utf8Stream(tok)
     state = GenerationState(prompt_ids=prompt)
-    history = list(prompt)
+    history = list(prompt) if penalize_prompt else []
 
     t0 = time.perf_counter()
     logits, n_eval = _eval_prompt(session, prompt)
@@ -226,9 +232,9 @@ def stream_tokens(
     emitted: list[str] = []
     batch_ids: list[int] = []  # ids since the last yielded piece
     finish, stop_hit = "length", None
-    limit = max_tokens if max_tokens is not None else n_ctx - len(prompt)
     # The context bounds what can be generated: each id but the last must be evaluated.
-    limit = min(limit, n_ctx - len(prompt) + 1)
+    room = n_ctx - len(prompt) + 1
+    limit = room if max_tokens is None else min(max_tokens, room)
 
     while len(state.token_ids) < limit:
         tid = sampler.sample(logits, history)
@@ -239,6 +245,8 @@ def stream_tokens(
             new_ids = [int(forced)]
         else:
             new_ids = [int(t) for t in forced]
+            if not new_ids:
+                raise ValueError("on_token returned an empty list: return None to keep the token")
         to_eval: list[int] = []
         done = False
         for t in new_ids:

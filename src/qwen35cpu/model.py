@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,8 @@ from . import _core
 from .config import ModelConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .chat import ChatSession
     from .generate import GenerationResult, OnToken, Piece
     from .sampling import SamplingParams
@@ -84,24 +86,29 @@ class Model:
         sampling: SamplingParams | None = None,
         on_token: OnToken | None = None,
         session: Session | None = None,
+        thinking: bool = False,
+        penalize_prompt: bool = False,
         **settings: Any,
     ) -> Iterator[Piece | GenerationResult]:
         """`generate.stream_tokens` on this model: the Piece objects, then the GenerationResult.
         `settings` are SamplingParams fields (temperature, top_k, top_p, min_p, presence_penalty,
         frequency_penalty, repetition_penalty / repeat_penalty, penalty_last_n, logit_bias, seed)
-        over `sampling` (default: `sampling_defaults()`)."""
+        over `sampling` (default: `sampling_defaults(thinking=thinking)`). Without `session` the model
+        keeps one generation session, whose evaluated prefix later prompts reuse where the session
+        can (Part S's eval_prefix_reuse)."""
         from .generate import GenerationResult, stream_tokens
         from .sampling import Sampler
 
         ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-        params = (sampling if sampling is not None else self.sampling_defaults()).updated(**settings)
+        base = sampling if sampling is not None else self.sampling_defaults(thinking=thinking)
+        params = base.updated(**settings)
         if session is None:
             budget = max_tokens if max_tokens is not None else 0
             session = self._generation_session(len(ids) + budget)
         self.last_result = None
         for item in stream_tokens(
             session, ids, sampler=Sampler(params), max_tokens=max_tokens, stop_tokens=stop_tokens,
-            stop_strings=stop, on_token=on_token, tokenizer=self.tokenizer,
+            stop_strings=stop, on_token=on_token, tokenizer=self.tokenizer, penalize_prompt=penalize_prompt,
         ):
             if isinstance(item, GenerationResult):
                 self.last_result = item

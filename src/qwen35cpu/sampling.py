@@ -4,8 +4,9 @@ The stages and their order follow llama.cpp's default sampler chain (common/samp
 mean the same thing here as there and in llama-cpp-python:
 
 1. logit bias: `logit[id] += bias`;
-2. penalties over the last `penalty_last_n` tokens of the history (prompt included, as llama-server
-   feeds it): repetition `l / r` if `l > 0` else `l * r`, then `l -= count * frequency + presence`;
+2. penalties over the last `penalty_last_n` ids of the history the caller passes (generation passes
+   the generated ids; see generate.stream_tokens): repetition `l / r` if `l > 0` else `l * r`, then
+   `l -= count * frequency + presence`;
 3. top-k, then top-p (smallest set of the most likely tokens whose probability, at temperature 1, sums
    to at least `top_p`), then min-p (tokens with `p >= min_p * p_max`): truncation is computed on the
    untempered distribution, as llama.cpp does (temperature comes after them in its chain);
@@ -162,10 +163,11 @@ def defaults_from_metadata(md: Mapping[str, Any], *, thinking: bool = True) -> S
         if typ is float and isinstance(value, float):
             # Stored as float32: 0.95 reads back as 0.949999988; round to the float32 precision.
             over[name] = float(f"{over[name]:.7g}")
-    try:
-        return base.updated(**over)
-    except ValueError as e:
-        raise ValueError(f"GGUF sampling defaults: {e}") from e
+        try:
+            base.updated(**{name: over[name]})
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"GGUF metadata {key} = {value!r} is not usable: {e}") from e
+    return base.updated(**over)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ next to OUT under a temporary name and renamed onto OUT only once complete and s
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -225,6 +226,48 @@ def _add_metadata(w: gguf.GGUFWriter, c: TextConfig, src: Path, outs: list[Choic
     w.add_full_attention_interval(c.full_attention_interval)
 
 
+# generation_config.json field -> (gguf-py key, kind), as gguf-py's Metadata.load reads them
+# (repetition_penalty is HF's name for llama.cpp's penalty_repeat).
+_SAMPLING_FIELDS: tuple[tuple[str, str, type], ...] = (
+    ("top_k", gguf.Keys.General.SAMPLING_TOP_K, int),
+    ("top_p", gguf.Keys.General.SAMPLING_TOP_P, float),
+    ("min_p", gguf.Keys.General.SAMPLING_MIN_P, float),
+    ("temperature", gguf.Keys.General.SAMPLING_TEMP, float),
+    ("repetition_penalty", gguf.Keys.General.SAMPLING_PENALTY_REPEAT, float),
+)
+
+
+def read_sampling_defaults(src: Path) -> dict[str, int | float]:
+    """generation_config.json's sampling values as GGUF key -> value (empty without the file)."""
+    path = src / "generation_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    out: dict[str, int | float] = {}
+    for field, key, kind in _SAMPLING_FIELDS:
+        v = cfg.get(field)
+        if v is None:
+            continue
+        ok = isinstance(v, int) if kind is int else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or not math.isfinite(v):
+            raise ValueError(f"{path}: {field} = {v!r} is not a{'n integer' if kind is int else ' number'}")
+        out[key] = kind(v)
+    return out
+
+
+def _add_sampling_defaults(w: gguf.GGUFWriter, values: dict[str, int | float]) -> None:
+    for key, v in values.items():
+        if isinstance(v, int):
+            w.add_int32(key, v)
+        else:
+            w.add_float32(key, v)
+
+
 # -- output file -----------------------------------------------------------------------------------
 
 
@@ -280,7 +323,10 @@ def convert(
     cfg = read_text_config(src)
     ckpt = Checkpoint(src)
     inputs = [src / "config.json", *ckpt.files]
-    inputs += [src / n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")]
+    inputs += [
+        src / n
+        for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
+    ]
     _check_paths(src, out, inputs)
     plan = plan_tensors(ckpt.shapes(), cfg)
     for kind, n in sorted(plan.skipped.items()):
@@ -290,10 +336,12 @@ def convert(
         _note(line)
     _check_core_quantizes({o.qtype for o in outs})
     vocab = read_hf_vocab(src, cfg.vocab_size)
+    sampling = read_sampling_defaults(src)
     d = dims(cfg)
 
     w = gguf.GGUFWriter(path=None, arch=ARCH)
     _add_metadata(w, cfg, src, outs, int(recipe.file_type))
+    _add_sampling_defaults(w, sampling)
     add_vocab_to_writer(w, vocab)
     del vocab
     for o in outs:
