@@ -64,6 +64,7 @@ void bind_model(py::module_& m) {
       m, "SessionState", "An opaque copy of a session's state (the KV rows in use, conv and recurrent state).")
       .def_readonly("n_past", &SessionState::n_past)
       .def_property_readonly("nbytes", &SessionState::nbytes, "bytes of state data held")
+      .def_property_readonly("serialized_size", &SessionState::serialized_size, "len(serialize())")
       .def(
           "serialize",
           [](const SessionState& s) {

@@ -252,3 +252,225 @@ def test_core_state_blob_round_trip(models: dict[str, Model]) -> None:
         _core.SessionState.deserialize(models["r1"]._core, blob)
     with pytest.raises(ValueError, match="magic"):
         _core.SessionState.deserialize(model._core, b"X" + blob[1:])
+
+
+# ---------------------------------------------------------------- session files
+
+
+def chat_like(model: Model, p: list[int], n_ctx: int) -> Session:
+    """A session with history, two checkpoints and a current state past the newest one."""
+    s = model.session(n_ctx=n_ctx)
+    s.eval_prefix_reuse(p[:20])
+    s.add_checkpoint()
+    s.eval(p[20:35])
+    s.add_checkpoint()
+    s.eval(p[35:40])
+    return s
+
+
+def same_state(a: Session, b: Session, nxt: list[int]) -> None:
+    """a and b hold the same tokens and checkpoints and give identical logits from here on."""
+    assert a.tokens == b.tokens and a.n_past == b.n_past
+    assert [c.tokens for c in a.checkpoints] == [c.tokens for c in b.checkpoints]
+    np.testing.assert_array_equal(a.eval_prefix_reuse(a.tokens), b.eval_prefix_reuse(b.tokens))
+    np.testing.assert_array_equal(a.eval(nxt, all_logits=True), b.eval(nxt, all_logits=True))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_reproduces_next_logits(name: str, models: dict[str, Model], tmp_path: Path) -> None:
+    model, p = models[name], prompt(name)
+    s = chat_like(model, p, n_ctx=len(p))
+    f = tmp_path / "s.q35s"
+    s.save(f)
+    assert not [x for x in tmp_path.iterdir() if x != f]  # no temp file left behind
+
+    fresh = Session.load(model, f)
+    assert fresh.n_ctx == len(p)
+    same_state(s, fresh, p[40:50])
+    assert fresh.last_eval_count == 10
+
+    # load_state into an existing session replaces what it had.
+    other = model.session(n_ctx=len(p) + 5)
+    other.eval(p[50:60])
+    other.load_state(f)
+    assert other.tokens == p[:40]
+    np.testing.assert_array_equal(other.eval(p[40:50], all_logits=True), scratch(model, p[:50])[40:])
+    # The loaded checkpoints work: rewinding to the 20-token one evaluates only the new tail.
+    other.eval_prefix_reuse(p[:20] + p[60:63])
+    assert other.last_eval_count == 3
+
+
+def test_save_empty_session(models: dict[str, Model], tmp_path: Path) -> None:
+    model, p = models["r1"], prompt("r1")
+    f = tmp_path / "empty.q35s"
+    model.session(n_ctx=16).save(f)
+    s = model.session(n_ctx=16)
+    s.eval(p[:4])
+    s.load_state(f)
+    assert s.tokens == [] and s.n_past == 0 and s.checkpoints == []
+    np.testing.assert_array_equal(s.eval(p[:6], all_logits=True), scratch(model, p[:6]))
+
+
+def test_save_overwrites_atomically(models: dict[str, Model], tmp_path: Path) -> None:
+    model, p = models["r1"], prompt("r1")
+    f = tmp_path / "s.q35s"
+    s = chat_like(model, p, n_ctx=len(p))
+    s.save(f)
+    s.eval(p[40:45])
+    s.save(f)
+    assert Session.load(model, f).tokens == p[:45]
+    # A failing write (target folder is gone) raises and leaves nothing.
+    with pytest.raises(OSError):
+        s.save(tmp_path / "missing" / "s.q35s")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["s.q35s"]
+
+
+@pytest.fixture(scope="module")
+def saved(models: dict[str, Model], tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a saved deep session (current state + 2 checkpoints)."""
+    model, p = models["deep"], prompt("deep")
+    f = tmp_path_factory.mktemp("sess") / "s.q35s"
+    chat_like(model, p, n_ctx=len(p)).save(f)
+    return f.read_bytes()
+
+
+_victim_cache: dict[str, tuple[Checkpoint, Checkpoint, np.ndarray]] = {}
+
+
+def victim(models: dict[str, Model]) -> tuple[Session, np.ndarray]:
+    """A deep session in some state, and the logits it must give next if left untouched."""
+    model, p = models["deep"], prompt("deep")
+    if "deep" not in _victim_cache:  # evaluated once; each case restores it (cheap)
+        s = model.session(n_ctx=len(p))
+        s.eval(p[60:70])
+        first = s.add_checkpoint()
+        s.eval(p[70:72])
+        _victim_cache["deep"] = (first, s.checkpoint(), scratch(model, p[60:75])[12:])
+    first, now, want = _victim_cache["deep"]
+    s = model.session(n_ctx=len(p))
+    s.restore(first)
+    s.add_checkpoint()
+    s.restore(now)
+    return s, want
+
+
+def assert_untouched(s: Session, want_next: np.ndarray, models: dict[str, Model]) -> None:
+    p = prompt("deep")
+    assert s.tokens == p[60:72] and s.n_past == 12
+    assert [c.tokens for c in s.checkpoints] == [tuple(p[60:70])]
+    np.testing.assert_array_equal(s.eval(p[72:75], all_logits=True), want_next)
+
+
+def load_bad(data: bytes, tmp_path: Path, models: dict[str, Model], match: str) -> None:
+    f = tmp_path / "bad.q35s"
+    f.write_bytes(data)
+    s, want_next = victim(models)
+    with pytest.raises(ValueError, match=match) as e:
+        s.load_state(f)
+    assert "\n" not in str(e.value)
+    assert_untouched(s, want_next, models)
+
+
+def test_saved_file_loads(saved: bytes, models: dict[str, Model], tmp_path: Path) -> None:
+    # The baseline for the corruption tests: the unmodified bytes load.
+    f = tmp_path / "ok.q35s"
+    f.write_bytes(saved)
+    s, _ = victim(models)
+    s.load_state(f)
+    assert s.tokens == prompt("deep")[:40]
+
+
+def test_flipped_bytes(saved: bytes, models: dict[str, Model], tmp_path: Path) -> None:
+    # Every region: header, metadata, tokens, logits, state blobs, checksum.
+    rng = np.random.default_rng(0)
+    positions = sorted({0, 9, 17, 30, 40, len(saved) - 1, len(saved) - 33, *rng.integers(0, len(saved), 24)})
+    for pos in positions:
+        bad = bytearray(saved)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        load_bad(bytes(bad), tmp_path, models, "session file")
+
+
+def test_truncated(saved: bytes, models: dict[str, Model], tmp_path: Path) -> None:
+    cuts = sorted({0, 1, 8, 31, 32, 64, len(saved) // 2, len(saved) - 33, len(saved) - 32, len(saved) - 1})
+    cuts += list(range(100, len(saved), max(1, len(saved) // 16)))
+    for n in cuts:
+        load_bad(saved[:n], tmp_path, models, "session file|truncated")
+    load_bad(saved + b"\0", tmp_path, models, "trailing")
+
+
+def test_not_a_session_file(
+    models: dict[str, Model], tmp_path: Path, converted: Callable[[str, str], Path]
+) -> None:
+    load_bad(converted("r1", "f32").read_bytes()[:4096], tmp_path, models, "not a qwen35cpu session file")
+    load_bad(b"", tmp_path, models, "not a qwen35cpu session file")
+
+
+def with_checksum(data: bytearray) -> bytes:
+    import hashlib
+
+    return bytes(data[:-32]) + hashlib.sha256(bytes(data[:-32])).digest()
+
+
+def test_wrong_version(saved: bytes, models: dict[str, Model], tmp_path: Path) -> None:
+    from qwen35cpu.session_io import FORMAT_VERSION
+
+    bad = bytearray(saved)
+    bad[8:12] = (FORMAT_VERSION + 1).to_bytes(4, "little")
+    load_bad(with_checksum(bad), tmp_path, models, f"version {FORMAT_VERSION + 1}")
+    load_bad(bytes(bad), tmp_path, models, f"version {FORMAT_VERSION + 1}")
+
+
+def test_wrong_model(models: dict[str, Model], tmp_path: Path, converted: Callable[[str, str], Path]) -> None:
+    # Other shapes (r1), and the same model stored in another type (deep f16), are other models.
+    for path in (converted("r1", "f32"), converted("deep", "f16")):
+        other = qwen35cpu.load(path, n_threads=1)
+        f = tmp_path / "other.q35s"
+        s = other.session(n_ctx=64)
+        s.eval(prompt("deep")[:5])
+        s.save(f)
+        load_bad(f.read_bytes(), tmp_path, models, "another model")
+
+
+def test_same_layout_other_weights(
+    models: dict[str, Model], tmp_path: Path, converted: Callable[[str, str], Path]
+) -> None:
+    """A file of the same shapes and size whose embedding differs: not the same model."""
+    import gguf
+
+    src = converted("deep", "f32")
+    data = bytearray(src.read_bytes())
+    emb = next(t for t in gguf.GGUFReader(src).tensors if t.name == "token_embd.weight")
+    data[emb.data_offset] ^= 0x40
+    twin_path = tmp_path / "twin.gguf"
+    twin_path.write_bytes(bytes(data))
+    twin = qwen35cpu.load(twin_path, n_threads=1)
+    s = twin.session(n_ctx=64)
+    s.eval(prompt("deep")[:5])
+    f = tmp_path / "twin.q35s"
+    s.save(f)
+    load_bad(f.read_bytes(), tmp_path, models, "another model")
+
+
+def test_longer_than_n_ctx(saved: bytes, models: dict[str, Model], tmp_path: Path) -> None:
+    f = tmp_path / "s.q35s"
+    f.write_bytes(saved)
+    small = models["deep"].session(n_ctx=30)
+    small.eval(prompt("deep")[:3])
+    with pytest.raises(ValueError, match="n_ctx 30"):
+        small.load_state(f)
+    assert small.tokens == prompt("deep")[:3]
+    # A bigger n_ctx than the saved one is fine.
+    assert Session.load(models["deep"], f, n_ctx=200).n_ctx == 200
+
+
+def test_longer_checkpoint_beats_current_state(models: dict[str, Model]) -> None:
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:30])
+    s.add_checkpoint()
+    s.restore(s.checkpoints[0])
+    s.reset()
+    s.eval(p[:10])  # current state: a 10-token prefix of what follows
+    got = s.eval_prefix_reuse(p[:34])
+    assert s.last_eval_count == 4  # from the 30-token checkpoint, not 24 from the current state
+    np.testing.assert_array_equal(got, scratch(model, p[:34])[-1])

@@ -248,6 +248,33 @@ class Session:
         self.tokens = []
         self._last_logits = None
 
+    # ------------------------------------------------------------ session files
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write tokens, state and checkpoints to a file (atomically: temp file, then rename)."""
+        from . import session_io
+
+        session_io.save(self, path)
+
+    def load_state(self, path: str | os.PathLike[str]) -> None:
+        """Replace this session's tokens, state and checkpoints with a saved file's.
+
+        ValueError, with the session unchanged, if the file is corrupt, truncated, of another
+        format version, saved from another model, or longer than this session's n_ctx.
+        """
+        from . import session_io
+
+        session_io.load_into(self, path)
+
+    @classmethod
+    def load(
+        cls, model: Model, path: str | os.PathLike[str], n_ctx: int | None = None, *, max_checkpoints: int = 8
+    ) -> Session:
+        """A new session holding a saved file's state; n_ctx defaults to the saved session's."""
+        from . import session_io
+
+        return session_io.load_session(model, path, n_ctx, max_checkpoints=max_checkpoints)
+
     # ------------------------------------------------------------ checkpoints and prefix reuse
 
     def checkpoint(self) -> Checkpoint:
@@ -285,9 +312,9 @@ class Session:
     def eval_prefix_reuse(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Make the session's tokens equal ids, evaluating as few tokens as possible; the last token's logits.
 
-        If ids extends the tokens evaluated so far, only the new tail is evaluated. Otherwise the
-        state is restored from the checkpoint with the longest token prefix of ids (among equals,
-        the newest), or reset when none fits, and evaluation goes on from there.
+        The evaluation starts from the longest prefix of ids the session can reach: its current
+        state if ids extends the tokens evaluated so far, or a checkpoint whose tokens are a
+        longer prefix of ids (among equals, the newest); from an empty state when none fits.
         last_eval_count tells how many tokens were evaluated.
         """
         arr = np.asarray(ids)
@@ -307,17 +334,18 @@ class Session:
         if len(want) > self.n_ctx:
             raise ValueError(f"{len(want)} tokens do not fit in n_ctx {self.n_ctx}")
 
-        if not self._usable_prefix(tuple(self.tokens), self._last_logits, want):
-            best: Checkpoint | None = None
-            for cp in self.checkpoints:  # oldest first, so ">=" picks the newest among equals
-                if self._usable_prefix(cp.tokens, cp.logits, want) and (
-                    best is None or len(cp.tokens) >= len(best.tokens)
-                ):
-                    best = cp
-            if best is None:
-                self.reset()
-            else:
-                self.restore(best)
+        # The current state, if usable, costs nothing to reach; a checkpoint costs a copy, so it
+        # is only taken when it saves evaluating tokens.
+        have = len(self.tokens) if self._usable_prefix(self.tokens, self._last_logits, want) else -1
+        best: Checkpoint | None = None
+        for cp in self.checkpoints:  # oldest first, so ">=" picks the newest among equals
+            longer = len(cp.tokens) > (have if best is None else len(best.tokens) - 1)
+            if longer and self._usable_prefix(cp.tokens, cp.logits, want):
+                best = cp
+        if best is not None:
+            self.restore(best)
+        elif have < 0:
+            self.reset()
         tail = want[len(self.tokens) :]
         if not tail:
             self.last_eval_count = 0
