@@ -240,6 +240,7 @@ def test_chat_thinking_is_dimmed_and_multiline_input(term: Callable[..., Termina
     start = len(t.raw)
     m = t.expect(SPEED)
     assert m[1] == "40" and m[4] == "length"
+    first_prompt = int(m[2])
     answer = t.raw[start:].decode("utf-8", "replace").split("[40 tokens")[0]
     assert DIM in answer
     t.expect(PROMPT)
@@ -256,12 +257,19 @@ def test_chat_thinking_is_dimmed_and_multiline_input(term: Callable[..., Termina
     t.expect(PROMPT)
     save = tmp_path / "conv.json"
     t.send(f"/save {save}\r")
-    t.expect("saved 4 messages")
+    t.expect(r"saved 4 messages .*\(model state: .*conv\.json\.state\)")
     t.expect(PROMPT)
     t.send("/reset\r")
     t.expect("conversation cleared")
+    t.expect(PROMPT)
     t.send(f"/load {save}\r")
-    t.expect("loaded 4 messages")
+    t.expect("loaded 4 messages and the model state")
+    t.expect(PROMPT)
+    # The restored state (and its turn-boundary checkpoints) spares at least the first turn's prompt,
+    # which starts every later prompt; without the state all of it would be evaluated.
+    t.send("y\r")
+    m = t.expect(SPEED)
+    assert 0 < int(m[3]) <= int(m[2]) - first_prompt, m[0]
     t.expect(PROMPT)
     t.send("/exit\r")
     assert t.wait_exit() == 0

@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -50,60 +50,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(default: $XDG_CACHE_HOME/qwen35cpu/chat_history)")
     p.add_argument("--no-history", action="store_true", help="keep no input history on disk")
     p.add_argument("--plain", action="store_true", help="no colours, no line editing")
+    p.add_argument("--max-thinking", type=int, metavar="N", default=None,
+                   help="close the thinking after N tokens (a loop guard; repetition is caught anyway)")
     add_sampling_args(p)
     p.set_defaults(func=run)
-
-
-# ---------------------------------------------------------------- streaming display of <think>
-
-
-class ThinkSplitter:
-    """Splits streamed text into (text, is_thinking) runs, hiding the <think> / </think> tags even
-    when a tag arrives split over several pieces."""
-
-    OPEN, CLOSE = "<think>", "</think>"
-
-    def __init__(self, thinking: bool) -> None:
-        self.thinking = thinking
-        self.buf = ""
-        self.thought = ""  # all thinking text seen
-        self.answer = ""  # all answer text seen
-
-    def push(self, text: str) -> list[tuple[str, bool]]:
-        self.buf += text
-        out: list[tuple[str, bool]] = []
-        while True:
-            tag = self.CLOSE if self.thinking else self.OPEN
-            i = self.buf.find(tag)
-            if i < 0:
-                break
-            self._emit(out, self.buf[:i])
-            self.buf = self.buf[i + len(tag):]
-            self.thinking = not self.thinking
-        # Keep back a tail that could be the start of the tag.
-        keep = 0
-        for n in range(min(len(tag) - 1, len(self.buf)), 0, -1):
-            if tag.startswith(self.buf[-n:]):
-                keep = n
-                break
-        self._emit(out, self.buf[: len(self.buf) - keep])
-        self.buf = self.buf[len(self.buf) - keep:]
-        return out
-
-    def flush(self) -> list[tuple[str, bool]]:
-        out: list[tuple[str, bool]] = []
-        self._emit(out, self.buf)
-        self.buf = ""
-        return out
-
-    def _emit(self, out: list[tuple[str, bool]], text: str) -> None:
-        if not text:
-            return
-        if self.thinking:
-            self.thought += text
-        else:
-            self.answer += text
-        out.append((text, self.thinking))
 
 
 # ---------------------------------------------------------------- output
@@ -263,22 +213,28 @@ class TurnStats:
         )
 
 
-@dataclass
 class Chat:
-    model: Model
-    session: Session
-    args: argparse.Namespace
-    system: str | None = None
-    thinking: bool = True
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    turns: int = 0
-    total: TurnStats = field(default_factory=TurnStats)
-    last: TurnStats | None = None
+    """The terminal's conversation: messages and settings over a ChatSession (which reuses the
+    evaluated state across turns and guards the thinking against loops)."""
 
-    def __post_init__(self) -> None:
-        from ..chat_template import ChatTemplate
+    def __init__(self, model: Model, n_ctx: int, args: argparse.Namespace, *, system: str | None,
+                 thinking: bool) -> None:
+        from ..chat import ChatSession
 
-        self.template = ChatTemplate.from_metadata(self.model.metadata, self.model.tokenizer)
+        self.model = model
+        self.args = args
+        self.system = system
+        self.thinking = thinking
+        self.messages: list[dict[str, Any]] = []
+        self.turns = 0
+        self.total = TurnStats()
+        self.last: TurnStats | None = None
+        self.chat = ChatSession(model, n_ctx, enable_thinking=thinking,
+                                max_thinking_tokens=args.max_thinking)
+
+    @property
+    def session(self) -> Session:
+        return self.chat.session
 
     def conversation(self) -> list[dict[str, Any]]:
         sys_msg = [{"role": "system", "content": self.system}] if self.system else []
@@ -286,63 +242,47 @@ class Chat:
 
     def reset(self) -> None:
         self.messages.clear()
-        self.session.reset()
+        self.chat.reset()
 
     def answer(self, text: str, screen: Screen, stop: StopFlag) -> TurnStats:
         """Stream the answer to `text`; the user message and the answer join the conversation."""
-        from ..generate import GenerationResult, Piece, stream_tokens
-        from ..sampling import Sampler
-        from .generate import sampling_params, stop_tokens
+        from .generate import sampling_params
 
         msgs = [*self.conversation(), {"role": "user", "content": text}]
-        prompt = self.template.render(msgs, enable_thinking=self.thinking)
-        ids = self.model.tokenize(prompt)
-        n_ctx = self.session.n_ctx
-        if len(ids) >= n_ctx:
-            raise ValueError(
-                f"the conversation is {len(ids)} tokens; the context holds {n_ctx} (/reset or --ctx)"
-            )
-        budget = n_ctx - len(ids)
-        if self.args.max_tokens is not None:
-            budget = min(budget, self.args.max_tokens)
-        opened = prompt.rstrip().endswith(ThinkSplitter.OPEN)
-        split = ThinkSplitter(thinking=opened)
-        sampler = Sampler(sampling_params(self.model, self.args, thinking=self.thinking))
-        st = TurnStats(prompt_tokens=len(ids), finish_reason="interrupted")
+        params = sampling_params(self.model, self.args, thinking=self.thinking)
+        if self.args.ignore_eos:
+            # As llama.cpp's --ignore-eos: end-of-generation tokens can never be sampled.
+            from ..generate import default_stop_tokens
+
+            bias = dict(params.logit_bias)
+            bias.update({t: float("-inf") for t in default_stop_tokens(self.model.tokenizer)})
+            params = params.updated(logit_bias=bias)
         t0 = time.perf_counter()
         t_first: float | None = None
-        gen: Iterator[Any] = stream_tokens(
-            self.session, ids, sampler=sampler, max_tokens=budget,
-            stop_tokens=stop_tokens(self.model, self.args), tokenizer=self.model.tokenizer,
-        )
+        deltas = self.chat.stream(msgs, enable_thinking=self.thinking, max_tokens=self.args.max_tokens,
+                                  sampling=params)
         try:
-            for item in gen:
-                if isinstance(item, Piece):
-                    if t_first is None:
-                        t_first = time.perf_counter()
-                    st.completion_tokens += len(item.token_ids)
-                    for run, dim in split.push(item.text):
-                        screen.write(run, dim=dim)
-                elif isinstance(item, GenerationResult):
-                    st.prompt_eval_tokens = item.prompt_eval_tokens
-                    st.prompt_seconds, st.gen_seconds = item.prompt_seconds, item.gen_seconds
-                    st.finish_reason = item.finish_reason
+            for d in deltas:
+                if t_first is None:
+                    t_first = time.perf_counter()
+                screen.write(d.text, dim=d.kind == "reasoning")
                 if stop.requested:
                     break
         finally:
-            gen.close()
-        for run, dim in split.flush():
-            screen.write(run, dim=dim)
-        if st.finish_reason == "interrupted":
+            deltas.close()  # an interrupted answer: the ChatSession records it as cancelled
+        res = self.chat.last_result
+        assert res is not None
+        st = TurnStats(res.prompt_tokens, res.prompt_eval_tokens, res.completion_tokens, res.prompt_seconds,
+                       res.gen_seconds, res.finish_reason)
+        if res.finish_reason == "cancelled":
             t1 = time.perf_counter()
             first = t_first if t_first is not None else t1
+            st.finish_reason = "interrupted"
             st.prompt_seconds, st.gen_seconds = first - t0, t1 - first
-            st.prompt_eval_tokens = int(getattr(self.session, "last_eval_count", len(ids)))
-        content = split.answer.lstrip("\n")
-        reply: dict[str, Any] = {"role": "assistant", "content": content}
-        if split.thought.strip():
-            reply["reasoning_content"] = split.thought.strip("\n")
-        self.messages += [{"role": "user", "content": text}, reply]
+            # Every sampled id but the last was evaluated after the prompt.
+            st.completion_tokens = max(0, len(self.session.tokens) - res.prompt_tokens + 1)
+            st.prompt_eval_tokens = res.prompt_eval_tokens or res.prompt_tokens
+        self.messages += [{"role": "user", "content": text}, res.message()]
         self.turns += 1
         self.last = st
         summed = ("prompt_tokens", "prompt_eval_tokens", "completion_tokens", "prompt_seconds", "gen_seconds")
@@ -393,7 +333,7 @@ class Chat:
         self.messages = list(msgs)
         self.system = system if isinstance(system, str) else None
         self.thinking = bool(doc.get("thinking", True))
-        self.session.reset()
+        self.chat.reset()
         note = ""
         sp = state_path(path)
         load_state = getattr(self.session, "load_state", None)
@@ -415,10 +355,11 @@ def state_path(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     check_positive("--max-tokens", args.max_tokens)
+    check_positive("--max-thinking", args.max_thinking)
     screen = Screen(plain=args.plain or not sys.stdout.isatty())
     model = load_model(args)
-    session = model.session(n_ctx=context_length(model, args))
-    chat = Chat(model, session, args, system=args.system, thinking=not args.no_think)
+    chat = Chat(model, context_length(model, args), args, system=args.system, thinking=not args.no_think)
+    session = chat.session
     read = make_reader(args)
     name = Path(model.path).name
     screen.line(f"qwen35cpu chat: {name}, {model.n_threads} threads, context {session.n_ctx} tokens. "
@@ -499,7 +440,8 @@ def stats_text(chat: Chat) -> str:
     t = chat.total
     lines = [
         f"turns: {chat.turns}, messages: {len(chat.messages)}, thinking: {'on' if chat.thinking else 'off'}",
-        f"context: {chat.session.n_past} of {chat.session.n_ctx} tokens in use",
+        f"context: {chat.session.n_past} of {chat.session.n_ctx} tokens in use, "
+        f"{len(chat.session.checkpoints)} checkpoints ({chat.session.checkpoints_nbytes / 2**20:.1f} MiB)",
         f"total: {t.completion_tokens} tokens generated at {t.gen_tps:.1f} tokens/s, "
         f"{t.prompt_eval_tokens} prompt tokens evaluated at {t.prompt_tps:.1f} tokens/s",
     ]
