@@ -93,6 +93,10 @@ void bind_model(py::module_& m) {
           },
           py::arg("model"), py::arg("data"), "Parses a blob from serialize(), checked against the model's shapes.");
 
+  m.def(
+      "gguf_parts", [](const std::string& path) { return q35::GgufSet(path).paths(); }, py::arg("path"),
+      "Every file of a model: [path], or each part of a split set in order, checked as the loader checks them.");
+
   py::class_<Session>(m, "Session")
       .def(py::init([](std::shared_ptr<Model> model, int n_ctx) {
              return std::make_unique<Session>(std::move(model), n_ctx);

@@ -119,3 +119,33 @@ def test_first_part_renamed(parts: list[Path]) -> None:
     msg = r"renamed\.gguf: split\.count is \d+ but the file name does not follow"
     with pytest.raises(ValueError, match=msg):
         qwen35cpu.load(renamed)
+
+
+def test_missing_tensor_count(parts: list[Path]) -> None:
+    # Part 2 rewritten with one tensor fewer but its split keys intact: nothing is duplicated, yet
+    # the parts no longer hold split.tensors.count tensors.
+    r = gguf.GGUFReader(parts[1])
+    w = gguf.GGUFWriter(parts[1].with_suffix(".new"), "qwen35moe")
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        w.add_key_value(f.name, f.contents(), f.types[0])
+    for t in r.tensors[:-1]:
+        w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    parts[1].with_suffix(".new").replace(parts[1])
+    total = sum(len(gguf.GGUFReader(p).tensors) for p in parts)
+    msg = rf"the split parts hold {total} tensors, but split\.tensors\.count is {total + 1} \(mismatched"
+    with pytest.raises(ValueError, match=msg):
+        qwen35cpu.load(parts[0])
+
+
+def test_info_describes_the_whole_set(single: Path, parts: list[Path]) -> None:
+    from qwen35cpu.fileinfo import inspect_file
+
+    whole, split = inspect_file(single), inspect_file(parts[0])
+    assert split.n_params == whole.n_params and split.weight_bytes == whole.weight_bytes
+    assert split.file_size == sum(p.stat().st_size for p in parts)
