@@ -334,3 +334,5 @@ def test_generate_split_model_and_hub_cache(model_path: Path, tmp_path: Path) ->
     hub = run_cli(tmp_path, "generate", "someone/tiny-GGUF:q8_0", *args)
     assert hub.returncode == 0, hub.stderr
     assert hub.stdout == single.stdout
+    want = "someone/tiny-GGUF:q8_0: Q8_0/tiny-Q8_0-00001-of-00002.gguf (+1 parts) from the local cache\n"
+    assert hub.stderr == want

@@ -160,11 +160,12 @@ def resolve(
     offline: bool | None = None,
     list_files: Callable[[HubRef], list[str]] | None = None,
     download: Callable[[HubRef, str, bool], Path] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Local path of the GGUF that MODEL names (its first part for a split set), downloading it if needed.
 
     list_files / download replace the Hub calls (tests pass fakes; nothing here needs the network
-    when the files are cached).
+    when the files are cached). `log` receives one line saying what MODEL resolved to.
     """
     target = parse(spec)
     if isinstance(target, Path):
@@ -189,6 +190,9 @@ def resolve(
             raise ModelNotFound(f"{spec}: {why} and the repo is not in the local cache") from None
         offline = True
     unit = pick(files, quant=target.quant, filename=target.filename, where=target.repo_id)
+    if log is not None:
+        src = "the local cache" if offline else "the Hugging Face Hub"
+        log(f"{spec}: {unit.label} from {src}")
     paths = []
     for f in unit.files:
         try:

@@ -54,7 +54,7 @@ def load_model(args: argparse.Namespace) -> Model:
 
     check_positive("--threads", args.threads)
     check_positive("--ctx", args.ctx)
-    path: Path = resolve(args.model)
+    path: Path = resolve(args.model, log=lambda line: print(line, file=sys.stderr))
     return qwen35cpu.load(path, n_threads=args.threads)
 
 
