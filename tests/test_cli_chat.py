@@ -181,6 +181,9 @@ def test_chat_ctrl_c_stops_the_answer_and_keeps_the_session(term: Callable[..., 
     t.send("/system be brief\r")
     t.expect("system message set")
     t.expect(PROMPT)
+    t.send("/system\r")
+    t.expect("system: 'be brief'")
+    t.expect(PROMPT)
 
     t.send("hello\r")
     t.expect(r"hello\n")
@@ -336,3 +339,17 @@ def test_generate_split_model_and_hub_cache(model_path: Path, tmp_path: Path) ->
     assert hub.stdout == single.stdout
     want = "someone/tiny-GGUF:q8_0: Q8_0/tiny-Q8_0-00001-of-00002.gguf (+1 parts) from the local cache\n"
     assert hub.stderr == want
+
+
+def test_chat_reads_piped_input(qwen_model: Path, tmp_path: Path) -> None:
+    # Not a terminal: plain line input, no colours; a trailing backslash continues the message.
+    cmd = [sys.executable, "-m", "qwen35cpu.cli", "chat", str(qwen_model), "-n", "8", "--ignore-eos"]
+    save = tmp_path / "piped.json"
+    stdin = f"one\\\ntwo\n/system -\n/stats\n/think maybe\n/save {save}\n"
+    r = subprocess.run(cmd, input=stdin, env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b[" not in r.stdout
+    assert re.search(SPEED.replace(r"(\d+) tokens, ", "8 tokens, ", 1), r.stdout), r.stdout
+    assert "system message removed" in r.stdout and "turns: 1, messages: 2" in r.stdout
+    assert "error: /think takes on or off, got 'maybe' (thinking is on)" in r.stdout
+    assert json.loads(save.read_text())["messages"][0] == {"role": "user", "content": "one\ntwo"}

@@ -173,3 +173,40 @@ def test_offline_cache(tmp_path: Path) -> None:
     r = run_offline(tmp_path, "o/other:Q4_K_M")
     assert r.returncode != 0
     assert "offline (HF_HUB_OFFLINE=1) and the repo is not in the local cache" in r.stderr
+
+
+def test_unreachable_hub_falls_back_to_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def no_network(ref: HubRef) -> list[str]:
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(hub, "_cached_files", lambda ref: (tmp_path, ["m-Q4_K_M.gguf"]))
+    seen: list[bool] = []
+
+    def fake_download(ref: HubRef, filename: str, offline: bool) -> Path:
+        seen.append(offline)
+        return tmp_path / filename
+
+    got = hub.resolve("o/r:q4_k_m", offline=False, list_files=no_network, download=fake_download)
+    assert got == tmp_path / "m-Q4_K_M.gguf" and seen == [True]  # served from the cache only
+
+
+def test_hub_errors_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    class RepositoryNotFoundError(Exception):
+        pass
+
+    class GatedRepoError(RepositoryNotFoundError):
+        pass
+
+    for exc, msg in [(RepositoryNotFoundError, "no such repository"), (GatedRepoError, "gated repository")]:
+
+        def raising(ref: HubRef, exc: type[Exception] = exc) -> list[str]:
+            raise exc("404")
+
+        with pytest.raises(ModelNotFound, match=f"o/r: {msg}"):
+            hub.resolve("o/r:q4_k_m", offline=False, list_files=raising)
+
+    def broken_download(ref: HubRef, filename: str, offline: bool) -> Path:
+        raise OSError("disk full\nmore detail")
+
+    with pytest.raises(ModelNotFound, match=r"^o/r/m-Q4_K_M\.gguf: download failed: disk full$"):
+        hub.resolve("o/r", offline=False, list_files=lambda ref: ["m-Q4_K_M.gguf"], download=broken_download)

@@ -172,15 +172,19 @@ def resolve(
         return _resolve_local(target)
     offline = offline_mode() if offline is None else offline
     download = download or _download
+    list_files = list_files or _remote_files
     files: list[str] | None = None
-    if list_files is not None:
-        files = list_files(target)
-    elif not offline:
+    if not offline:
         try:
-            files = _remote_files(target)
+            files = list_files(target)
         except Exception as e:  # no network, rate limit, ...: fall back to the cache
-            if _is_missing_repo(e):
-                raise ModelNotFound(f"{target.repo_id}: no such repository on the Hugging Face Hub") from None
+            kinds = {c.__name__ for c in type(e).__mro__}
+            if "GatedRepoError" in kinds:
+                how = "accept its terms on the Hub and log in (hf auth login)"
+                raise ModelNotFound(f"{target.repo_id}: gated repository: {how}") from None
+            if kinds & {"RepositoryNotFoundError", "RevisionNotFoundError"}:
+                what = "no such repository or revision on the Hugging Face Hub"
+                raise ModelNotFound(f"{target.repo_id}: {what}") from None
             files = None
     if files is None:
         try:
@@ -198,8 +202,6 @@ def resolve(
         try:
             paths.append(download(target, f, offline))
         except Exception as e:
-            if isinstance(e, KeyboardInterrupt):
-                raise
             raise ModelNotFound(f"{target.repo_id}/{f}: download failed: {_one_line(e)}") from None
     return paths[0]
 
@@ -209,10 +211,6 @@ def _resolve_local(path: Path) -> Path:
         ggufs = [p.relative_to(path).as_posix() for p in path.rglob("*.gguf")]
         return path / pick(ggufs, where=str(path)).first
     return path
-
-
-def _is_missing_repo(e: Exception) -> bool:
-    return type(e).__name__ in {"RepositoryNotFoundError", "RevisionNotFoundError"}
 
 
 def _one_line(e: Exception) -> str:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 HELP = """\
 /help              this help
 /reset             forget the conversation (the system message stays)
-/system [TEXT]     show or set the system message (an empty TEXT removes it)
+/system [TEXT]     show or set the system message ("/system -" removes it)
 /think on|off      answer with or without thinking first
 /save FILE         save the conversation (and the model state, when supported) to FILE
 /load FILE         load a conversation saved with /save
@@ -305,10 +305,12 @@ class Chat:
         tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
         os.replace(tmp, path)
         saved = f"saved {len(self.messages)} messages to {path}"
-        save_state = getattr(self.session, "save", None)
-        if save_state is not None and getattr(self.session, "tokens", None):
-            save_state(state_path(path))
-            saved += f" (model state: {state_path(path)})"
+        sp = state_path(path)
+        if self.session.tokens:
+            self.session.save(sp)
+            saved += f" (model state: {sp})"
+        else:
+            sp.unlink(missing_ok=True)  # not the state of some earlier conversation
         return saved
 
     def load(self, path: Path) -> str:
@@ -336,10 +338,9 @@ class Chat:
         self.chat.reset()
         note = ""
         sp = state_path(path)
-        load_state = getattr(self.session, "load_state", None)
-        if load_state is not None and sp.exists():
+        if sp.exists():
             try:
-                load_state(sp)
+                self.session.load_state(sp)
                 note = " and the model state"
             except ValueError as e:
                 note = f"; model state not used ({e})"
@@ -386,8 +387,11 @@ def run(args: argparse.Namespace) -> int:
             with stop:
                 st = chat.answer(text, screen, stop)
         except KeyboardInterrupt:
+            # A second Ctrl-C lands anywhere, possibly between an evaluation and its bookkeeping:
+            # drop the model state (the next turn evaluates the conversation afresh) and this turn.
+            chat.chat.reset()
             screen.line()
-            screen.line("[interrupted]", dim=True)
+            screen.line("[interrupted; this message was dropped]", dim=True)
             continue
         except (ValueError, RuntimeError) as e:
             screen.line()
@@ -410,11 +414,14 @@ def command(chat: Chat, text: str, screen: Screen) -> str | None:
         chat.reset()
         screen.line("conversation cleared", dim=True)
     elif name == "/system":
-        if not rest and text.strip() == "/system":
+        if not rest:
             screen.line(f"system: {chat.system!r}" if chat.system else "no system message", dim=True)
+        elif rest == "-":
+            chat.system = None
+            screen.line("system message removed", dim=True)
         else:
-            chat.system = rest or None
-            screen.line("system message set" if rest else "system message removed", dim=True)
+            chat.system = rest
+            screen.line("system message set", dim=True)
     elif name == "/think":
         if rest not in {"on", "off"}:
             now = "on" if chat.thinking else "off"
