@@ -62,6 +62,8 @@ void bind_model(py::module_& m) {
 
   py::class_<SessionState, std::shared_ptr<SessionState>>(
       m, "SessionState", "An opaque copy of a session's state (the KV rows in use, conv and recurrent state).")
+      .def_property_readonly_static("chunk_rows", [](const py::object&) { return q35::KvChunk::kRows; },
+                                    "KV positions per shareable chunk")
       .def_readonly("n_past", &SessionState::n_past)
       .def_property_readonly("nbytes", &SessionState::nbytes, "bytes of state data held")
       .def_property_readonly("serialized_size", &SessionState::serialized_size, "len(serialize())")
@@ -82,16 +84,26 @@ void bind_model(py::module_& m) {
           "The state as a flat blob for files; SessionState.deserialize reads it back.")
       .def_static(
           "deserialize",
-          [](const Model& md, const py::buffer& data) {
+          [](const Model& md, const py::buffer& data, const SessionState* base) {
             py::buffer_info bi = data.request();
             if (bi.ndim != 1 || bi.itemsize != 1 || bi.strides[0] != 1)
               throw std::invalid_argument("session state blob must be a contiguous byte buffer");
             const auto* p = static_cast<const uint8_t*>(bi.ptr);
             const size_t n = static_cast<size_t>(bi.size);
             py::gil_scoped_release nogil;
-            return std::make_shared<SessionState>(SessionState::deserialize(md.config(), p, n));
+            return std::make_shared<SessionState>(SessionState::deserialize(md.config(), p, n, base));
           },
-          py::arg("model"), py::arg("data"), "Parses a blob from serialize(), checked against the model's shapes.");
+          py::arg("model"), py::arg("data"), py::arg("base") = nullptr,
+          "Parses a blob from serialize(), checked against the model's shapes; KV chunks equal to "
+          "base's are shared with it.")
+      .def_static(
+          "nbytes_distinct",
+          [](const std::vector<std::shared_ptr<SessionState>>& states) {
+            std::vector<const SessionState*> ps;
+            for (const auto& s : states) ps.push_back(s.get());
+            return SessionState::nbytes_distinct(ps);
+          },
+          py::arg("states"), "Bytes held by these states together, each shared KV chunk counted once.");
 
   m.def(
       "gguf_parts", [](const std::string& path) { return q35::GgufSet(path).paths(); }, py::arg("path"),
@@ -120,8 +132,10 @@ void bind_model(py::module_& m) {
           py::arg("ids"), py::arg("all_logits") = false)
       .def("reset", &Session::reset)
       .def(
-          "snapshot", [](const Session& s) { return std::make_shared<SessionState>(s.snapshot()); },
-          py::call_guard<py::gil_scoped_release>())
+          "snapshot",
+          [](const Session& s, const SessionState* base) { return std::make_shared<SessionState>(s.snapshot(base)); },
+          py::arg("base") = nullptr, py::call_guard<py::gil_scoped_release>(),
+          "A copy of the state; KV chunks equal to base's are shared with it instead of copied.")
       .def("restore", &Session::restore, py::arg("state"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("n_past", &Session::n_past)
       .def_property_readonly("n_ctx", &Session::n_ctx);

@@ -132,22 +132,35 @@ struct SeqState {
   void clear();
 };
 
+// KV rows of every attention layer for up to kRows consecutive positions. Immutable once made,
+// so snapshots of one sequence share the chunks of their common prefix.
+struct KvChunk {
+  static constexpr int kRows = 64;
+  int rows = 0;             // positions held, <= kRows (only a state's last chunk has fewer)
+  std::vector<float> data;  // [n_attn][2: K, V][rows][kv_dim]
+};
+
 // An opaque copy of a session's state at one point of its sequence: only the n_past KV rows in
 // use (not the whole n_ctx cache), the conv windows and the recurrent states. It can be restored
 // into any session of a model with the same shapes whose n_ctx holds n_past tokens.
 struct SessionState {
   int n_past = 0;
-  int64_t kv_dim = 0;                    // floats of one KV row: nkv*D
-  std::vector<std::vector<float>> k, v;  // per attention layer: [n_past][kv_dim]
-  std::vector<std::vector<float>> conv;  // per DeltaNet layer: [Kc-1][conv_dim]
-  std::vector<std::vector<float>> ssm;   // per DeltaNet layer: [nv][dk][dv]
-  size_t nbytes() const;                 // bytes of float data held
+  int n_attn = 0;
+  int64_t kv_dim = 0;                                // floats of one KV row: nkv*D
+  std::vector<std::shared_ptr<const KvChunk>> kv;    // ceil(n_past / kRows) chunks, in order
+  std::vector<std::vector<float>> conv;              // per DeltaNet layer: [Kc-1][conv_dim]
+  std::vector<std::vector<float>> ssm;               // per DeltaNet layer: [nv][dk][dv]
+  size_t nbytes() const;                             // bytes of state data (shared chunks counted)
+  // Bytes held by a set of states, each shared chunk counted once.
+  static size_t nbytes_distinct(const std::vector<const SessionState*>& states);
   // A flat little-endian blob (header with the shapes, then the floats), for files.
   size_t serialized_size() const;
   void serialize(uint8_t* out) const;  // writes serialized_size() bytes
   // Parses and validates a blob against the model's shapes; std::invalid_argument if it does
-  // not fit (wrong shapes, wrong size, not a state blob).
-  static SessionState deserialize(const Config& cfg, const uint8_t* data, size_t size);
+  // not fit (wrong shapes, wrong size, not a state blob). KV chunks byte-equal to base's are
+  // shared with it instead of copied.
+  static SessionState deserialize(const Config& cfg, const uint8_t* data, size_t size,
+                                  const SessionState* base = nullptr);
 };
 
 // Scratch buffers of one forward call, reused across calls.
@@ -162,7 +175,9 @@ class Session {
   // ids or a full context, before touching the state.
   void eval(const int32_t* ids, int64_t n, bool all_logits, float* out);
   void reset() { st_.clear(); }
-  SessionState snapshot() const;
+  // A copy of the state; KV chunks byte-equal to those of base (e.g. a checkpoint of a shared
+  // prefix) are shared with it instead of copied.
+  SessionState snapshot(const SessionState* base = nullptr) const;
   // Replaces the state with a snapshot; std::invalid_argument (state untouched) when its shapes
   // do not match the model or its n_past exceeds this session's n_ctx.
   void restore(const SessionState& s);

@@ -1,11 +1,15 @@
 // Snapshots of a session's state (for checkpoints and session files) and their flat encoding.
 // A snapshot copies only the KV rows in use: a checkpoint of a 100-token prefix costs 100 rows
-// whatever n_ctx is. The recurrent parts (conv window, DeltaNet state) are fixed-size.
+// whatever n_ctx is. KV rows are kept in immutable chunks, so checkpoints of one conversation
+// share the chunks of their common prefix (a chunk is shared only when its bytes are equal, so
+// sharing never depends on the caller's bookkeeping). The recurrent parts (conv window,
+// DeltaNet state) are small and fixed-size: always copied.
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 
 #include "model.h"
 
@@ -44,24 +48,72 @@ struct Shapes {
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument("session state " + what); }
 
-// Checks every vector of s against the model's shapes; nothing is modified.
+constexpr int R = KvChunk::kRows;
+
+size_t n_chunks(int n_past) { return static_cast<size_t>((n_past + R - 1) / R); }
+
+// KV rows of every attention layer, as bytes: K rows of layer l start at k[l], V rows at v[l],
+// row j kv_bytes further. Bytes, not floats: a blob inside a file need not be float-aligned.
+struct RowSource {
+  std::vector<const uint8_t*> k, v;
+  size_t kv_bytes = 0;
+};
+
+bool chunk_equals(const KvChunk& ch, const RowSource& src, size_t pos0) {
+  const size_t n = static_cast<size_t>(ch.rows) * src.kv_bytes;
+  const auto* d = reinterpret_cast<const uint8_t*>(ch.data.data());
+  for (size_t l = 0; l < src.k.size(); l++) {
+    if (std::memcmp(d + (2 * l) * n, src.k[l] + pos0 * src.kv_bytes, n) != 0) return false;
+    if (std::memcmp(d + (2 * l + 1) * n, src.v[l] + pos0 * src.kv_bytes, n) != 0) return false;
+  }
+  return true;
+}
+
+// The chunks of positions [0, n_past); those of base that hold the same bytes are shared.
+std::vector<std::shared_ptr<const KvChunk>> make_chunks(const RowSource& src, int n_past, const SessionState* base) {
+  std::vector<std::shared_ptr<const KvChunk>> out(n_chunks(n_past));
+  for (size_t c = 0; c < out.size(); c++) {
+    const size_t pos0 = c * R;
+    const int rows = std::min(R, n_past - static_cast<int>(pos0));
+    if (base && c < base->kv.size() && base->kv[c]->rows == rows && chunk_equals(*base->kv[c], src, pos0)) {
+      out[c] = base->kv[c];
+      continue;
+    }
+    auto ch = std::make_shared<KvChunk>();
+    ch->rows = rows;
+    const size_t n = static_cast<size_t>(rows) * src.kv_bytes;
+    ch->data.resize(src.k.size() * 2 * n / sizeof(float));
+    auto* d = reinterpret_cast<uint8_t*>(ch->data.data());
+    for (size_t l = 0; l < src.k.size(); l++) {
+      std::memcpy(d + (2 * l) * n, src.k[l] + pos0 * src.kv_bytes, n);
+      std::memcpy(d + (2 * l + 1) * n, src.v[l] + pos0 * src.kv_bytes, n);
+    }
+    out[c] = std::move(ch);
+  }
+  return out;
+}
+
+// Checks every part of s against the model's shapes; nothing is modified.
 void check_shapes(const SessionState& s, const Shapes& sh) {
   if (s.n_past < 0) bad("has a negative token count");
-  if (s.k.size() != sh.n_attn || s.v.size() != sh.n_attn || s.conv.size() != sh.n_dn || s.ssm.size() != sh.n_dn)
-    bad("has " + std::to_string(s.k.size()) + " attention / " + std::to_string(s.conv.size()) +
+  if (static_cast<size_t>(s.n_attn) != sh.n_attn || s.conv.size() != sh.n_dn || s.ssm.size() != sh.n_dn)
+    bad("has " + std::to_string(s.n_attn) + " attention / " + std::to_string(s.conv.size()) +
         " DeltaNet layers; the model has " + std::to_string(sh.n_attn) + " / " + std::to_string(sh.n_dn));
   if (static_cast<size_t>(s.kv_dim) != sh.kv_dim) bad("KV rows are not as wide as the model's");
-  const size_t rows = static_cast<size_t>(s.n_past) * sh.kv_dim;
-  for (size_t i = 0; i < sh.n_attn; i++)
-    if (s.k[i].size() != rows || s.v[i].size() != rows) bad("KV rows do not match the model's shapes");
+  if (s.kv.size() != n_chunks(s.n_past)) bad("KV chunks do not cover its tokens");
+  for (size_t c = 0; c < s.kv.size(); c++) {
+    const int rows = std::min(R, s.n_past - static_cast<int>(c * R));
+    if (!s.kv[c] || s.kv[c]->rows != rows || s.kv[c]->data.size() != sh.n_attn * 2 * rows * sh.kv_dim)
+      bad("KV chunks do not match the model's shapes");
+  }
   for (size_t i = 0; i < sh.n_dn; i++)
     if (s.conv[i].size() != sh.conv_len || s.ssm[i].size() != sh.ssm_len)
       bad("recurrent state does not match the model's shapes");
 }
 
-uint8_t* put(uint8_t* out, const std::vector<float>& v) {
-  if (!v.empty()) std::memcpy(out, v.data(), v.size() * sizeof(float));
-  return out + v.size() * sizeof(float);
+uint8_t* put(uint8_t* out, const float* p, size_t n) {
+  if (n) std::memcpy(out, p, n * sizeof(float));
+  return out + n * sizeof(float);
 }
 
 const uint8_t* take(const uint8_t* in, std::vector<float>& v, size_t n) {
@@ -74,30 +126,58 @@ const uint8_t* take(const uint8_t* in, std::vector<float>& v, size_t n) {
 
 size_t SessionState::nbytes() const {
   size_t n = 0;
-  for (const auto* group : {&k, &v, &conv, &ssm})
+  for (const auto& ch : kv) n += ch->data.size() * sizeof(float);
+  for (const auto* group : {&conv, &ssm})
     for (const auto& x : *group) n += x.size() * sizeof(float);
   return n;
 }
 
-size_t SessionState::serialized_size() const { return sizeof(BlobHeader) + nbytes(); }
+size_t SessionState::nbytes_distinct(const std::vector<const SessionState*>& states) {
+  std::unordered_set<const KvChunk*> seen;
+  size_t n = 0;
+  for (const SessionState* s : states) {
+    for (const auto& ch : s->kv)
+      if (seen.insert(ch.get()).second) n += ch->data.size() * sizeof(float);
+    for (const auto* group : {&s->conv, &s->ssm})
+      for (const auto& x : *group) n += x.size() * sizeof(float);
+  }
+  return n;
+}
+
+size_t SessionState::serialized_size() const {
+  size_t n = sizeof(BlobHeader);
+  for (const auto& ch : kv) n += ch->data.size() * sizeof(float);
+  for (const auto* group : {&conv, &ssm})
+    for (const auto& x : *group) n += x.size() * sizeof(float);
+  return n;
+}
 
 void SessionState::serialize(uint8_t* out) const {
   BlobHeader h{};
   std::memcpy(h.magic, kMagic, 4);
   h.version = kVersion;
   h.n_past = static_cast<uint32_t>(n_past);
-  h.n_attn = static_cast<uint32_t>(k.size());
+  h.n_attn = static_cast<uint32_t>(n_attn);
   h.n_dn = static_cast<uint32_t>(conv.size());
   h.kv_dim = static_cast<uint64_t>(kv_dim);
   h.conv_len = conv.empty() ? 0 : conv[0].size();
   h.ssm_len = ssm.empty() ? 0 : ssm[0].size();
   std::memcpy(out, &h, sizeof h);
   out += sizeof h;
-  for (size_t i = 0; i < k.size(); i++) out = put(put(out, k[i]), v[i]);
-  for (size_t i = 0; i < conv.size(); i++) out = put(put(out, conv[i]), ssm[i]);
+  // Per layer all K rows, then all V rows: the blob does not depend on the chunk size.
+  for (int l = 0; l < n_attn; l++)
+    for (int kvi = 0; kvi < 2; kvi++)
+      for (const auto& ch : kv) {
+        const size_t n = static_cast<size_t>(ch->rows) * kv_dim;
+        out = put(out, ch->data.data() + (2 * l + kvi) * n, n);
+      }
+  for (size_t i = 0; i < conv.size(); i++) {
+    out = put(out, conv[i].data(), conv[i].size());
+    out = put(out, ssm[i].data(), ssm[i].size());
+  }
 }
 
-SessionState SessionState::deserialize(const Config& cfg, const uint8_t* data, size_t size) {
+SessionState SessionState::deserialize(const Config& cfg, const uint8_t* data, size_t size, const SessionState* base) {
   if (size < sizeof(BlobHeader)) bad("blob is too short (" + std::to_string(size) + " bytes)");
   BlobHeader h;
   std::memcpy(&h, data, sizeof h);
@@ -117,30 +197,39 @@ SessionState SessionState::deserialize(const Config& cfg, const uint8_t* data, s
         std::to_string(sizeof(BlobHeader) + floats * sizeof(float)));
   SessionState s;
   s.n_past = static_cast<int>(h.n_past);
+  s.n_attn = static_cast<int>(sh.n_attn);
   s.kv_dim = static_cast<int64_t>(sh.kv_dim);
-  s.k.resize(sh.n_attn);
-  s.v.resize(sh.n_attn);
+  const uint8_t* in = data + sizeof h;
+  RowSource src;
+  src.kv_bytes = sh.kv_dim * sizeof(float);
+  const size_t layer_bytes = static_cast<size_t>(s.n_past) * src.kv_bytes;
+  for (size_t l = 0; l < sh.n_attn; l++) {
+    src.k.push_back(in + (2 * l) * layer_bytes);
+    src.v.push_back(in + (2 * l + 1) * layer_bytes);
+  }
+  const bool base_fits = base && base->n_attn == s.n_attn && base->kv_dim == s.kv_dim;
+  s.kv = make_chunks(src, s.n_past, base_fits ? base : nullptr);
+  in += 2 * sh.n_attn * layer_bytes;
   s.conv.resize(sh.n_dn);
   s.ssm.resize(sh.n_dn);
-  const uint8_t* in = data + sizeof h;
-  const size_t rows = static_cast<size_t>(s.n_past) * sh.kv_dim;
-  for (size_t i = 0; i < sh.n_attn; i++) in = take(take(in, s.k[i], rows), s.v[i], rows);
   for (size_t i = 0; i < sh.n_dn; i++) in = take(take(in, s.conv[i], sh.conv_len), s.ssm[i], sh.ssm_len);
   return s;
 }
 
-SessionState Session::snapshot() const {
+SessionState Session::snapshot(const SessionState* base) const {
   const Shapes sh(model_->config());
   SessionState s;
   s.n_past = st_.n_past;
+  s.n_attn = static_cast<int>(sh.n_attn);
   s.kv_dim = static_cast<int64_t>(sh.kv_dim);
-  const size_t rows = static_cast<size_t>(st_.n_past) * sh.kv_dim;
-  s.k.resize(sh.n_attn);
-  s.v.resize(sh.n_attn);
-  for (size_t i = 0; i < sh.n_attn; i++) {
-    s.k[i].assign(st_.k_cache[i].begin(), st_.k_cache[i].begin() + rows);
-    s.v[i].assign(st_.v_cache[i].begin(), st_.v_cache[i].begin() + rows);
+  RowSource src;
+  src.kv_bytes = sh.kv_dim * sizeof(float);
+  for (size_t l = 0; l < sh.n_attn; l++) {
+    src.k.push_back(reinterpret_cast<const uint8_t*>(st_.k_cache[l].data()));
+    src.v.push_back(reinterpret_cast<const uint8_t*>(st_.v_cache[l].data()));
   }
+  const bool base_fits = base && base->n_attn == s.n_attn && base->kv_dim == s.kv_dim;
+  s.kv = make_chunks(src, s.n_past, base_fits ? base : nullptr);
   s.conv = st_.conv;
   s.ssm = st_.ssm;
   return s;
@@ -158,9 +247,14 @@ void Session::restore(const SessionState& s) {
     if (st_.k_cache[i].size() < rows) st_.k_cache[i].resize(rows);
     if (st_.v_cache[i].size() < rows) st_.v_cache[i].resize(rows);
   }
-  for (size_t i = 0; i < sh.n_attn; i++) {
-    std::copy(s.k[i].begin(), s.k[i].end(), st_.k_cache[i].begin());
-    std::copy(s.v[i].begin(), s.v[i].end(), st_.v_cache[i].begin());
+  for (size_t c = 0; c < s.kv.size(); c++) {
+    const KvChunk& ch = *s.kv[c];
+    const size_t n = static_cast<size_t>(ch.rows) * sh.kv_dim;
+    const size_t at = c * R * sh.kv_dim;
+    for (size_t l = 0; l < sh.n_attn; l++) {
+      std::memcpy(st_.k_cache[l].data() + at, ch.data.data() + (2 * l) * n, n * sizeof(float));
+      std::memcpy(st_.v_cache[l].data() + at, ch.data.data() + (2 * l + 1) * n, n * sizeof(float));
+    }
   }
   for (size_t i = 0; i < sh.n_dn; i++) {
     std::copy(s.conv[i].begin(), s.conv[i].end(), st_.conv[i].begin());

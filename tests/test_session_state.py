@@ -474,3 +474,55 @@ def test_longer_checkpoint_beats_current_state(models: dict[str, Model]) -> None
     got = s.eval_prefix_reuse(p[:34])
     assert s.last_eval_count == 4  # from the 30-token checkpoint, not 24 from the current state
     np.testing.assert_array_equal(got, scratch(model, p[:34])[-1])
+
+
+# ---------------------------------------------------------------- shared KV chunks
+
+
+def chunk_bytes(model: Model) -> int:
+    """Bytes of one full KV chunk: chunk_rows positions of K and V in every attention layer."""
+    c = model.config
+    return 4 * 2 * sum(c.is_attn) * _core.SessionState.chunk_rows * c.n_head_kv * c.head_dim
+
+
+def test_checkpoints_share_their_common_prefix(models: dict[str, Model], tmp_path: Path) -> None:
+    model, p = models["deep"], prompt("deep")
+    R = _core.SessionState.chunk_rows
+    assert len(p) > R + 20  # the test needs one full chunk under both checkpoints
+    want = scratch(model, p)
+    s = model.session(n_ctx=len(p))
+    s.eval(p[: R + 6])
+    a = s.add_checkpoint()
+    s.eval(p[R + 6 : R + 20])
+    b = s.add_checkpoint()
+    shared = expected_nbytes(model, R + 6) + expected_nbytes(model, R + 20) - chunk_bytes(model)
+    logits = 2 * 4 * model.config.n_vocab
+    assert s.checkpoints_nbytes == shared + logits
+    assert a.nbytes + b.nbytes == shared + chunk_bytes(model) + logits  # each alone still counts it all
+
+    # Both restore exactly, whichever is restored first.
+    for cp in (b, a, b):
+        s.restore(cp)
+        n = cp.n_past
+        np.testing.assert_array_equal(s.eval(p[n : n + 5], all_logits=True), want[n : n + 5])
+
+    # Survives save / load: the loaded checkpoints share again.
+    f = tmp_path / "s.q35s"
+    s.save(f)
+    back = Session.load(model, f)
+    assert back.checkpoints_nbytes == s.checkpoints_nbytes
+    back.restore(back.checkpoints[0])
+    np.testing.assert_array_equal(back.eval(p[R + 6 : R + 9], all_logits=True), want[R + 6 : R + 9])
+
+
+def test_chunks_of_other_tokens_are_not_shared(models: dict[str, Model]) -> None:
+    model, p = models["deep"], prompt("deep")
+    R = _core.SessionState.chunk_rows
+    s1, s2 = model.session(n_ctx=len(p)), model.session(n_ctx=len(p))
+    s1.eval(p[: R + 1])
+    s2.eval(p[1 : R + 2])  # same length, other tokens
+    a = s1._core.snapshot()
+    b = s2._core.snapshot(a)  # offered a's chunks, but their bytes differ
+    assert _core.SessionState.nbytes_distinct([a, b]) == a.nbytes + b.nbytes
+    c = s1._core.snapshot(a)  # the same state: every chunk shared
+    assert _core.SessionState.nbytes_distinct([a, c]) == a.nbytes + expected_nbytes(model, 0)

@@ -39,7 +39,7 @@ from .toolcalls import THINK_END, THINK_START, Delta, StreamParser, openai_tool_
 
 if TYPE_CHECKING:
     from .generate import GenerationResult, GenerationState
-    from .model import Model, Session
+    from .model import Model
     from .sampling import SamplingParams
     from .tokenizer import Tokenizer
 
@@ -84,7 +84,12 @@ def prompt_ids_reusing(
     safe = _added_token_starts(tok, data)
     safe.add(len(data))
     best_n, best_pos, best_seq = 0, 0, None
+    scanned: list[Sequence[int]] = []
     for seq in known:
+        # A sequence that starts another one already scanned cannot match further than it did.
+        if any(len(s) >= len(seq) and list(s[: len(seq)]) == list(seq) for s in scanned):
+            continue
+        scanned.append(seq)
         pos, cut_n, cut_pos = 0, 0, 0
         for i, t in enumerate(seq):
             b = tok.token_bytes(int(t))
@@ -151,9 +156,12 @@ class RepeatDetector:
 class LoopGuard:
     """The on_token hook of a chat turn: closes a thinking block that runs past the budget or repeats.
 
-    It follows the think block through the sampled ids (the block is open from the start when the
-    prompt opened it, or once the output begins with `<think>`; it closes at `</think>`). When a limit is
-    hit the sampled token is replaced by the ids of `</think>\\n\\n`."""
+    It follows the think block through the bytes of the sampled ids (open from the start when the
+    prompt opened it, or once the output begins with `<think>`; closed by `</think>`, whichever ids
+    spell it). When a limit is hit, the sampled token is replaced by the ids of `</think>\\n\\n`,
+    preceded by a newline when the thinking does not end with one: Qwen's thinking ends
+    "...\\n</think>\\n\\n" and its template renders it back that way, so the next turn's prompt still
+    extends what was evaluated."""
 
     def __init__(
         self,
@@ -166,31 +174,39 @@ class LoopGuard:
     ) -> None:
         if max_thinking_tokens is not None and max_thinking_tokens < 0:
             raise ValueError(f"max_thinking_tokens must be >= 0 or None, got {max_thinking_tokens}")
+        self._tok = tok
         self.thinking = in_thinking
+        self._undecided = not in_thinking  # the output may still open a block itself
         self.max_thinking_tokens = max_thinking_tokens
         self.detector = RepeatDetector(**(repeat or {})) if detect_repetition else None
-        self._start = tok.encode(THINK_START)
-        self._end = tok.encode(THINK_END)
         self.force_ids = tok.encode(FORCED_THINK_END)
-        self._ids: list[int] = []  # every id seen (sampled, or forced in its place)
+        self._nl_force_ids = tok.encode("\n" + FORCED_THINK_END)
+        self._out = b""  # the output's bytes so far (sampled ids, or the forced ones in their place)
         self.thinking_tokens = 0
         self.reason: str | None = None  # "budget" | "repetition" when the guard closed the block
 
     def __call__(self, token_id: int, state: GenerationState | None = None) -> list[int] | None:
+        piece = self._tok.token_bytes(int(token_id))
         if not self.thinking:
-            self._ids.append(token_id)
-            if len(self._ids) == len(self._start) and self._ids == self._start:
-                self.thinking = True  # the output opened a think block itself
+            self._out += piece
+            if self._undecided:
+                lead = self._out.lstrip()
+                if lead.startswith(THINK_START.encode()):
+                    self.thinking, self._undecided = True, False
+                    self._out = lead[len(THINK_START) :]
+                elif not THINK_START.encode().startswith(lead):
+                    self._undecided = False
             return None
         if self.max_thinking_tokens is not None and self.thinking_tokens >= self.max_thinking_tokens:
             return self._force("budget")
-        self._ids.append(token_id)
+        window = len(THINK_END) + len(piece)
+        self._out += piece
         self.thinking_tokens += 1
-        if self._ids[-len(self._end) :] == self._end:
+        if THINK_END.encode() in self._out[-window:]:
             self.thinking = False
             return None
         if self.detector is not None and self.detector.push(token_id):
-            self._ids.pop()
+            self._out = self._out[: len(self._out) - len(piece)]
             self.thinking_tokens -= 1
             return self._force("repetition")
         return None
@@ -198,8 +214,9 @@ class LoopGuard:
     def _force(self, reason: str) -> list[int]:
         self.reason = reason
         self.thinking = False
-        self._ids.extend(self.force_ids)
-        return list(self.force_ids)
+        ids = self.force_ids if self._out.endswith(b"\n") else self._nl_force_ids
+        self._out += b"".join(self._tok.token_bytes(t) for t in ids)
+        return list(ids)
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -279,7 +296,11 @@ class ChatSession:
     """A conversation's state on a model, reused across turns (see the module doc).
 
     send()/stream() take the whole conversation each turn (OpenAI style); what the session already
-    evaluated is not evaluated again.
+    evaluated is not evaluated again. Options (each also a per-call argument of send/stream):
+    template (source text or ChatTemplate; default the GGUF's, else the packaged Qwen3.5 one), tools,
+    enable_thinking, max_thinking_tokens (None: no budget), detect_repetition and repeat
+    (RepeatDetector settings: max_period, min_repeats, min_span). max_checkpoints bounds the states
+    kept (two per turn: after the history, after the answer).
     """
 
     def __init__(
@@ -292,9 +313,13 @@ class ChatSession:
         enable_thinking: bool = True,
         max_thinking_tokens: int | None = None,
         detect_repetition: bool = True,
+        repeat: Mapping[str, Any] | None = None,
+        max_checkpoints: int = 8,
     ) -> None:
+        from .model import Session
+
         self.model = model
-        self.session: Session = model.session(n_ctx)
+        self.session = Session(model, n_ctx, max_checkpoints=max_checkpoints)
         if isinstance(template, ChatTemplate):
             self.template = template
         elif template is not None:
@@ -305,6 +330,7 @@ class ChatSession:
         self.enable_thinking = enable_thinking
         self.max_thinking_tokens = max_thinking_tokens
         self.detect_repetition = detect_repetition
+        self.repeat = dict(repeat) if repeat else None  # RepeatDetector settings
         self.last_result: ChatResult | None = None
 
     @property
@@ -384,6 +410,7 @@ class ChatSession:
             if max_thinking_tokens is None
             else max_thinking_tokens,
             detect_repetition=self.detect_repetition if detect_repetition is None else detect_repetition,
+            repeat=self.repeat,
         )
         parser = StreamParser(in_thinking=in_thinking, tools=tools)
         self.last_result = None
@@ -424,10 +451,20 @@ class ChatSession:
             tail, _ = parser.finish()
             yield from tail
             finished = True
+            if gen is not None:
+                self._complete(ids + gen.token_ids)
         finally:
             self.last_result = self._result(parser, gen, guard, len(ids), hist_eval, t_hist, finished)
             if finished:
                 self._checkpoint_here()  # after the answer
+
+    def _complete(self, ids: list[int]) -> None:
+        """Evaluate the generated ids the generation loop left out (the last one, when no stop token
+        ended it), so the session holds the whole answer and the next turn can extend it."""
+        s = self.session
+        n = len(s.tokens)
+        if n < len(ids) <= self.n_ctx and list(s.tokens) == ids[:n]:
+            s.eval(ids[n:])
 
     def _result(
         self,

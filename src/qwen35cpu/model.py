@@ -278,9 +278,11 @@ class Session:
     # ------------------------------------------------------------ checkpoints and prefix reuse
 
     def checkpoint(self) -> Checkpoint:
-        """A copy of the current state (only the KV rows in use are copied)."""
+        """A copy of the current state: only the KV rows in use, and of those only the chunks not
+        already held by the kept checkpoint that shares the longest token prefix with it."""
         logits = None if self._last_logits is None else self._last_logits.copy()
-        return Checkpoint(tuple(self.tokens), self._core.snapshot(), logits)
+        base = max(self.checkpoints, key=lambda c: common_prefix(c.tokens, self.tokens), default=None)
+        return Checkpoint(tuple(self.tokens), self._core.snapshot(base.state if base else None), logits)
 
     def restore(self, cp: Checkpoint) -> None:
         """Return to a checkpoint's state; ValueError (session unchanged) if it does not fit this session."""
@@ -307,7 +309,9 @@ class Session:
 
     @property
     def checkpoints_nbytes(self) -> int:
-        return sum(c.nbytes for c in self.checkpoints)
+        """Memory the kept checkpoints hold together (KV chunks they share counted once)."""
+        states = _core.SessionState.nbytes_distinct([c.state for c in self.checkpoints])
+        return int(states) + sum(0 if c.logits is None else int(c.logits.nbytes) for c in self.checkpoints)
 
     def eval_prefix_reuse(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Make the session's tokens equal ids, evaluating as few tokens as possible; the last token's logits.
@@ -360,6 +364,15 @@ class Session:
         if n > len(want) or list(tokens) != want[:n]:
             return False
         return n < len(want) or logits is not None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(np.asarray(a[:n], dtype=np.int64) != np.asarray(b[:n], dtype=np.int64))
+    return int(diff[0]) if diff.size else n
 
 
 def load(path: str | os.PathLike[str], n_threads: int | None = None) -> Model:

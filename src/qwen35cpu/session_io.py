@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from . import _core
+from .model import common_prefix
 
 if TYPE_CHECKING:
     from .model import Model, Session
@@ -210,9 +211,12 @@ def _parse(model: Model, path: str, mm: mmap.mmap, size: int) -> tuple[int, list
         if has_logits:
             logits = np.frombuffer(mm, dtype="<f4", count=V, offset=off).astype(np.float32)
             off += 4 * V
+        # Share KV chunks with the entry already read whose tokens have most in common with these.
+        tok = tuple(int(t) for t in tokens)
+        base = max(entries, key=lambda e: common_prefix(e.tokens, tok), default=None)
         blob = memoryview(mm)[off : off + nb]
         try:
-            state = _core.SessionState.deserialize(model._core, blob)
+            state = _core.SessionState.deserialize(model._core, blob, base.state if base else None)
         except ValueError as e:
             raise ValueError(f"{path}: session file entry {i}: {e}") from None
         finally:
@@ -220,7 +224,7 @@ def _parse(model: Model, path: str, mm: mmap.mmap, size: int) -> tuple[int, list
         off += nb
         if state.n_past != n:
             raise ValueError(f"{path}: session file entry {i} has {state.n_past} positions but {n} tokens")
-        entries.append(_Entry(tuple(int(t) for t in tokens), logits, state))
+        entries.append(_Entry(tok, logits, state))
     return n_ctx, entries
 
 
