@@ -66,22 +66,27 @@ void bind_model(py::module_& m) {
                                     "KV positions per shareable chunk")
       .def_readonly("n_past", &SessionState::n_past)
       .def_property_readonly("nbytes", &SessionState::nbytes, "bytes of state data held")
-      .def_property_readonly("serialized_size", &SessionState::serialized_size, "len(serialize())")
+      .def("serialized_size", &SessionState::serialized_size, py::arg("first_chunk") = 0,
+           "len(serialize(first_chunk))")
+      .def_static("shared_prefix_chunks", &SessionState::shared_prefix_chunks, py::arg("a"), py::arg("b"),
+                  "Leading KV chunks a and b hold in common (the same objects, not copies).")
       .def(
           "serialize",
-          [](const SessionState& s) {
-            const size_t n = s.serialized_size();
+          [](const SessionState& s, size_t first_chunk) {
+            const size_t n = s.serialized_size(first_chunk);
             // Filled in place: a large state is copied once, not twice.
             PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
             if (!b) throw py::error_already_set();
             auto* p = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(b));
             {
               py::gil_scoped_release nogil;
-              s.serialize(p);
+              s.serialize(p, first_chunk);
             }
             return py::reinterpret_steal<py::bytes>(b);
           },
-          "The state as a flat blob for files; SessionState.deserialize reads it back.")
+          py::arg("first_chunk") = 0,
+          "The state as a flat blob for files; SessionState.deserialize reads it back. With first_chunk "
+          "k the first k KV chunks are left out: deserialize then needs a base holding them.")
       .def_static(
           "deserialize",
           [](const Model& md, const py::buffer& data, const SessionState* base) {

@@ -153,12 +153,16 @@ struct SessionState {
   size_t nbytes() const;                             // bytes of state data (shared chunks counted)
   // Bytes held by a set of states, each shared chunk counted once.
   static size_t nbytes_distinct(const std::vector<const SessionState*>& states);
-  // A flat little-endian blob (header with the shapes, then the floats), for files.
-  size_t serialized_size() const;
-  void serialize(uint8_t* out) const;  // writes serialized_size() bytes
+  // Leading KV chunks a and b hold in common (the same chunk objects).
+  static size_t shared_prefix_chunks(const SessionState& a, const SessionState& b);
+  // A flat little-endian blob (header with the shapes, then the floats), for files. With
+  // first_chunk = k > 0 the blob leaves out the KV rows of the first k chunks (whole chunks
+  // only: k is capped at n_past / kRows); reading it back needs a base state holding them.
+  size_t serialized_size(size_t first_chunk = 0) const;
+  void serialize(uint8_t* out, size_t first_chunk = 0) const;  // writes serialized_size() bytes
   // Parses and validates a blob against the model's shapes; std::invalid_argument if it does
-  // not fit (wrong shapes, wrong size, not a state blob). KV chunks byte-equal to base's are
-  // shared with it instead of copied.
+  // not fit (wrong shapes, wrong size, not a state blob, or a needed base missing). The KV
+  // chunks the blob leaves out come from base; other chunks byte-equal to base's are shared.
   static SessionState deserialize(const Config& cfg, const uint8_t* data, size_t size,
                                   const SessionState* base = nullptr);
 };
