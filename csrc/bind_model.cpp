@@ -51,10 +51,13 @@ void bind_model(py::module_& m) {
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("config", [](const Model& md) { return config_dict(md.config()); })
       .def_property_readonly("path", [](const Model& md) { return md.file().path(); })
+      .def_property_readonly("paths", [](const Model& md) { return md.files().paths(); },
+                             "Every file of the model: one, or each part of a split set in order.")
+      .def_property_readonly("file_size", [](const Model& md) { return md.files().total_size(); })
       .def_property_readonly("n_threads", [](const Model& md) { return md.pool().size(); });
 
   m.def(
-      "read_config", [](const std::string& path) { return config_dict(q35::read_config(q35::GgufFile(path))); },
+      "read_config", [](const std::string& path) { return config_dict(q35::read_config(q35::GgufSet(path))); },
       py::arg("path"), "Hyper-parameters of a qwen35moe GGUF, checked, without loading weights.");
 
   py::class_<SessionState, std::shared_ptr<SessionState>>(
@@ -63,22 +66,27 @@ void bind_model(py::module_& m) {
                                     "KV positions per shareable chunk")
       .def_readonly("n_past", &SessionState::n_past)
       .def_property_readonly("nbytes", &SessionState::nbytes, "bytes of state data held")
-      .def_property_readonly("serialized_size", &SessionState::serialized_size, "len(serialize())")
+      .def("serialized_size", &SessionState::serialized_size, py::arg("first_chunk") = 0,
+           "len(serialize(first_chunk))")
+      .def_static("shared_prefix_chunks", &SessionState::shared_prefix_chunks, py::arg("a"), py::arg("b"),
+                  "Leading KV chunks a and b hold in common (the same objects, not copies).")
       .def(
           "serialize",
-          [](const SessionState& s) {
-            const size_t n = s.serialized_size();
+          [](const SessionState& s, size_t first_chunk) {
+            const size_t n = s.serialized_size(first_chunk);
             // Filled in place: a large state is copied once, not twice.
             PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
             if (!b) throw py::error_already_set();
             auto* p = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(b));
             {
               py::gil_scoped_release nogil;
-              s.serialize(p);
+              s.serialize(p, first_chunk);
             }
             return py::reinterpret_steal<py::bytes>(b);
           },
-          "The state as a flat blob for files; SessionState.deserialize reads it back.")
+          py::arg("first_chunk") = 0,
+          "The state as a flat blob for files; SessionState.deserialize reads it back. With first_chunk "
+          "k the first k KV chunks are left out: deserialize then needs a base holding them.")
       .def_static(
           "deserialize",
           [](const Model& md, const py::buffer& data, const SessionState* base) {
@@ -101,6 +109,10 @@ void bind_model(py::module_& m) {
             return SessionState::nbytes_distinct(ps);
           },
           py::arg("states"), "Bytes held by these states together, each shared KV chunk counted once.");
+
+  m.def(
+      "gguf_parts", [](const std::string& path) { return q35::GgufSet(path).paths(); }, py::arg("path"),
+      "Every file of a model: [path], or each part of a split set in order, checked as the loader checks them.");
 
   py::class_<Session>(m, "Session")
       .def(py::init([](std::shared_ptr<Model> model, int n_ctx) {

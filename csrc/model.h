@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gguf.h"
+#include "gguf_split.h"
 #include "quant.h"
 #include "threadpool.h"
 
@@ -95,14 +96,16 @@ struct Layer {
   MoeWeights moe;
 };
 
-// Reads and checks the hyper-parameters of a qwen35moe file (no tensor data is touched).
-Config read_config(const GgufFile& f);
+// Reads and checks the hyper-parameters of a qwen35moe file or split set (no tensor data is
+// touched). Metadata comes from the first part; the embedding may sit in any part.
+Config read_config(const GgufSet& files);
 
 class Model {
  public:
   Model(const std::string& path, int n_threads);
   const Config& config() const { return cfg_; }
-  const GgufFile& file() const { return *file_; }
+  const GgufFile& file() const { return files_->meta(); }  // the metadata (first part)
+  const GgufSet& files() const { return *files_; }
   ThreadPool& pool() const { return *pool_; }
 
   Mat tok_embd, output;
@@ -113,7 +116,7 @@ class Model {
   void bind_weights();
   Mat mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat = 1) const;
   std::vector<float> vec(const std::string& name, int64_t n) const;
-  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<GgufSet> files_;
   std::unique_ptr<ThreadPool> pool_;
   Config cfg_;
 };
@@ -150,12 +153,16 @@ struct SessionState {
   size_t nbytes() const;                             // bytes of state data (shared chunks counted)
   // Bytes held by a set of states, each shared chunk counted once.
   static size_t nbytes_distinct(const std::vector<const SessionState*>& states);
-  // A flat little-endian blob (header with the shapes, then the floats), for files.
-  size_t serialized_size() const;
-  void serialize(uint8_t* out) const;  // writes serialized_size() bytes
+  // Leading KV chunks a and b hold in common (the same chunk objects).
+  static size_t shared_prefix_chunks(const SessionState& a, const SessionState& b);
+  // A flat little-endian blob (header with the shapes, then the floats), for files. With
+  // first_chunk = k > 0 the blob leaves out the KV rows of the first k chunks (whole chunks
+  // only: k is capped at n_past / kRows); reading it back needs a base state holding them.
+  size_t serialized_size(size_t first_chunk = 0) const;
+  void serialize(uint8_t* out, size_t first_chunk = 0) const;  // writes serialized_size() bytes
   // Parses and validates a blob against the model's shapes; std::invalid_argument if it does
-  // not fit (wrong shapes, wrong size, not a state blob). KV chunks byte-equal to base's are
-  // shared with it instead of copied.
+  // not fit (wrong shapes, wrong size, not a state blob, or a needed base missing). The KV
+  // chunks the blob leaves out come from base; other chunks byte-equal to base's are shared.
   static SessionState deserialize(const Config& cfg, const uint8_t* data, size_t size,
                                   const SessionState* base = nullptr);
 };

@@ -28,7 +28,7 @@ struct BlobHeader {
   uint32_t n_past;
   uint32_t n_attn;
   uint32_t n_dn;
-  uint32_t reserved;
+  uint32_t first_row;  // KV rows [0, first_row) are not in the blob but in a base state
   uint64_t kv_dim;    // floats per KV row
   uint64_t conv_len;  // floats of one conv window
   uint64_t ssm_len;   // floats of one recurrent state
@@ -51,6 +51,8 @@ struct Shapes {
 constexpr int R = KvChunk::kRows;
 
 size_t n_chunks(int n_past) { return static_cast<size_t>((n_past + R - 1) / R); }
+// Only whole chunks can be left out of a blob: a base's partial last chunk holds fewer rows.
+size_t full_chunks(int n_past) { return static_cast<size_t>(n_past / R); }
 
 // KV rows of every attention layer, as bytes: K rows of layer l start at k[l], V rows at v[l],
 // row j kv_bytes further. Bytes, not floats: a blob inside a file need not be float-aligned.
@@ -69,13 +71,19 @@ bool chunk_equals(const KvChunk& ch, const RowSource& src, size_t pos0) {
   return true;
 }
 
-// The chunks of positions [0, n_past); those of base that hold the same bytes are shared.
-std::vector<std::shared_ptr<const KvChunk>> make_chunks(const RowSource& src, int n_past, const SessionState* base) {
+// The chunks of positions [0, n_past). The first `from_base` come from base as they are; src
+// holds the rows from there on (its row 0 is position from_base * R). Later chunks of base
+// holding the same bytes are shared too.
+std::vector<std::shared_ptr<const KvChunk>> make_chunks(const RowSource& src, int n_past, const SessionState* base,
+                                                        size_t from_base = 0) {
   std::vector<std::shared_ptr<const KvChunk>> out(n_chunks(n_past));
-  for (size_t c = 0; c < out.size(); c++) {
+  for (size_t c = 0; c < from_base; c++) out[c] = base->kv[c];
+  const size_t first_row = from_base * R;
+  for (size_t c = from_base; c < out.size(); c++) {
     const size_t pos0 = c * R;
+    const size_t at = pos0 - first_row;  // row in src
     const int rows = std::min(R, n_past - static_cast<int>(pos0));
-    if (base && c < base->kv.size() && base->kv[c]->rows == rows && chunk_equals(*base->kv[c], src, pos0)) {
+    if (base && c < base->kv.size() && base->kv[c]->rows == rows && chunk_equals(*base->kv[c], src, at)) {
       out[c] = base->kv[c];
       continue;
     }
@@ -85,8 +93,8 @@ std::vector<std::shared_ptr<const KvChunk>> make_chunks(const RowSource& src, in
     ch->data.resize(src.k.size() * 2 * n / sizeof(float));
     auto* d = reinterpret_cast<uint8_t*>(ch->data.data());
     for (size_t l = 0; l < src.k.size(); l++) {
-      std::memcpy(d + (2 * l) * n, src.k[l] + pos0 * src.kv_bytes, n);
-      std::memcpy(d + (2 * l + 1) * n, src.v[l] + pos0 * src.kv_bytes, n);
+      std::memcpy(d + (2 * l) * n, src.k[l] + at * src.kv_bytes, n);
+      std::memcpy(d + (2 * l + 1) * n, src.v[l] + at * src.kv_bytes, n);
     }
     out[c] = std::move(ch);
   }
@@ -144,19 +152,28 @@ size_t SessionState::nbytes_distinct(const std::vector<const SessionState*>& sta
   return n;
 }
 
-size_t SessionState::serialized_size() const {
+size_t SessionState::shared_prefix_chunks(const SessionState& a, const SessionState& b) {
+  size_t k = 0;
+  while (k < a.kv.size() && k < b.kv.size() && a.kv[k] == b.kv[k]) k++;
+  return k;
+}
+
+size_t SessionState::serialized_size(size_t first_chunk) const {
+  first_chunk = std::min(first_chunk, full_chunks(n_past));
   size_t n = sizeof(BlobHeader);
-  for (const auto& ch : kv) n += ch->data.size() * sizeof(float);
+  for (size_t c = first_chunk; c < kv.size(); c++) n += kv[c]->data.size() * sizeof(float);
   for (const auto* group : {&conv, &ssm})
     for (const auto& x : *group) n += x.size() * sizeof(float);
   return n;
 }
 
-void SessionState::serialize(uint8_t* out) const {
+void SessionState::serialize(uint8_t* out, size_t first_chunk) const {
+  first_chunk = std::min(first_chunk, full_chunks(n_past));
   BlobHeader h{};
   std::memcpy(h.magic, kMagic, 4);
   h.version = kVersion;
   h.n_past = static_cast<uint32_t>(n_past);
+  h.first_row = static_cast<uint32_t>(first_chunk * R);
   h.n_attn = static_cast<uint32_t>(n_attn);
   h.n_dn = static_cast<uint32_t>(conv.size());
   h.kv_dim = static_cast<uint64_t>(kv_dim);
@@ -167,9 +184,9 @@ void SessionState::serialize(uint8_t* out) const {
   // Per layer all K rows, then all V rows: the blob does not depend on the chunk size.
   for (int l = 0; l < n_attn; l++)
     for (int kvi = 0; kvi < 2; kvi++)
-      for (const auto& ch : kv) {
-        const size_t n = static_cast<size_t>(ch->rows) * kv_dim;
-        out = put(out, ch->data.data() + (2 * l + kvi) * n, n);
+      for (size_t c = first_chunk; c < kv.size(); c++) {
+        const size_t n = static_cast<size_t>(kv[c]->rows) * kv_dim;
+        out = put(out, kv[c]->data.data() + (2 * l + kvi) * n, n);
       }
   for (size_t i = 0; i < conv.size(); i++) {
     out = put(out, conv[i].data(), conv[i].size());
@@ -189,9 +206,20 @@ SessionState SessionState::deserialize(const Config& cfg, const uint8_t* data, s
       h.ssm_len != sh.ssm_len)
     bad("blob was made for a model of other shapes");
   if (h.n_past > static_cast<uint32_t>(std::numeric_limits<int>::max())) bad("blob has an impossible token count");
+  if (h.first_row > h.n_past || h.first_row % R != 0) bad("blob has an impossible first row");
+  const size_t from_base = h.first_row / R;
+  const bool base_fits = base && base->n_attn == static_cast<int>(sh.n_attn) &&
+                         base->kv_dim == static_cast<int64_t>(sh.kv_dim);
+  if (from_base > 0) {
+    // The left-out rows must be whole chunks of a state of this model.
+    bool ok = base_fits && base->kv.size() >= from_base;
+    for (size_t c = 0; ok && c < from_base; c++) ok = base->kv[c]->rows == R;
+    if (!ok) bad("blob needs a base state holding its first " + std::to_string(h.first_row) + " positions");
+  }
   // Expected size in floats; every factor is bounded (n_past < 2^31, shapes from a loaded model),
   // so a 64-bit product cannot overflow.
-  const uint64_t floats = 2ull * sh.n_attn * h.n_past * sh.kv_dim + sh.n_dn * (sh.conv_len + sh.ssm_len);
+  const uint64_t rows = h.n_past - h.first_row;
+  const uint64_t floats = 2ull * sh.n_attn * rows * sh.kv_dim + sh.n_dn * (sh.conv_len + sh.ssm_len);
   if (size != sizeof(BlobHeader) + floats * sizeof(float))
     bad("blob has " + std::to_string(size) + " bytes, expected " +
         std::to_string(sizeof(BlobHeader) + floats * sizeof(float)));
@@ -202,13 +230,12 @@ SessionState SessionState::deserialize(const Config& cfg, const uint8_t* data, s
   const uint8_t* in = data + sizeof h;
   RowSource src;
   src.kv_bytes = sh.kv_dim * sizeof(float);
-  const size_t layer_bytes = static_cast<size_t>(s.n_past) * src.kv_bytes;
+  const size_t layer_bytes = rows * src.kv_bytes;
   for (size_t l = 0; l < sh.n_attn; l++) {
     src.k.push_back(in + (2 * l) * layer_bytes);
     src.v.push_back(in + (2 * l + 1) * layer_bytes);
   }
-  const bool base_fits = base && base->n_attn == s.n_attn && base->kv_dim == s.kv_dim;
-  s.kv = make_chunks(src, s.n_past, base_fits ? base : nullptr);
+  s.kv = make_chunks(src, s.n_past, base_fits ? base : nullptr, from_base);
   in += 2 * sh.n_attn * layer_bytes;
   s.conv.resize(sh.n_dn);
   s.ssm.resize(sh.n_dn);

@@ -526,3 +526,87 @@ def test_chunks_of_other_tokens_are_not_shared(models: dict[str, Model]) -> None
     assert _core.SessionState.nbytes_distinct([a, b]) == a.nbytes + b.nbytes
     c = s1._core.snapshot(a)  # the same state: every chunk shared
     assert _core.SessionState.nbytes_distinct([a, c]) == a.nbytes + expected_nbytes(model, 0)
+
+
+def split_file(data: bytes) -> tuple[dict, bytes]:
+    """(metadata, payload) of a session file."""
+    import json
+    import struct
+
+    _, _, _, _, meta_len = struct.unpack_from("<8sIIQQ", data, 0)
+    return json.loads(data[32 : 32 + meta_len]), data[32 + meta_len : -32]
+
+
+def build_file(meta: dict | bytes, payload: bytes, version: int | None = None) -> bytes:
+    """A session file with a valid header and checksum around meta and payload."""
+    import hashlib
+    import json
+    import struct
+
+    from qwen35cpu.session_io import FORMAT_VERSION, MAGIC
+
+    m = meta if isinstance(meta, bytes) else json.dumps(meta).encode()
+    size = 32 + len(m) + len(payload) + 32
+    body = struct.pack("<8sIIQQ", MAGIC, version or FORMAT_VERSION, 0, size, len(m)) + m + payload
+    return body + hashlib.sha256(body).digest()
+
+
+def test_file_stores_shared_chunks_once(models: dict[str, Model], tmp_path: Path) -> None:
+    model, p = models["deep"], prompt("deep")
+    R, V = _core.SessionState.chunk_rows, model.config.n_vocab
+    s = model.session(n_ctx=len(p))
+    s.eval(p[: R + 6])
+    s.add_checkpoint()
+    s.eval(p[R + 6 : R + 20])
+    f = tmp_path / "s.q35s"
+    s.save(f)
+    data = f.read_bytes()
+    meta, payload = split_file(data)
+    assert [(e["base"], e["skip_chunks"]) for e in meta["entries"]] == [(-1, 0), (0, 1)]
+    blobs = 48 + expected_nbytes(model, R + 20) + 48 + expected_nbytes(model, R + 6) - chunk_bytes(model)
+    assert len(payload) == 4 * (R + 20) + 4 * V + 4 * (R + 6) + 4 * V + blobs
+    back = Session.load(model, f)
+    back.restore(back.checkpoints[0])
+    want = scratch(model, p[: R + 9])[R + 6 :]
+    np.testing.assert_array_equal(back.eval(p[R + 6 : R + 9], all_logits=True), want)
+
+    # A rebuilt file with a valid checksum whose entry lost its base, or names a later one.
+    for base, match in ((-1, "needs a base"), (1, "inconsistent"), (5, "inconsistent")):
+        meta["entries"][1]["base"] = base
+        load_bad(build_file(meta, payload), tmp_path, models, match)
+    # And the rebuilt file with the right base loads: the check above fails for the stated reason.
+    meta["entries"][1]["base"] = 0
+    (tmp_path / "ok.q35s").write_bytes(build_file(meta, payload))
+    assert Session.load(model, tmp_path / "ok.q35s").tokens == p[: R + 20]
+
+
+def test_malformed_metadata_with_valid_checksum(
+    saved: bytes, models: dict[str, Model], tmp_path: Path
+) -> None:
+    meta, payload = split_file(saved)
+    for change in (
+        lambda m: m.pop("entries"),
+        lambda m: m.update(entries="x"),
+        lambda m: m["entries"][0].update(n_tokens=-1),
+        lambda m: m["entries"][0].update(n_tokens=m["entries"][0]["n_tokens"] + 1),
+        lambda m: m["entries"][0].update(state_bytes=3),
+        lambda m: m.update(n_vocab=7),
+        lambda m: m.update(model="x"),
+    ):
+        m = __import__("copy").deepcopy(meta)
+        change(m)
+        load_bad(build_file(m, payload), tmp_path, models, "session file")
+    for raw in (b"{not json", b"\xff\xfe", b"[]", b"null"):
+        load_bad(build_file(raw, payload), tmp_path, models, "session file")
+
+
+def test_tokens_out_of_sync_are_not_trusted(models: dict[str, Model]) -> None:
+    """If an interrupt lands between the core's eval and the tokens update, the state is not reused."""
+    model, p = models["r1"], prompt("r1")
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:10])
+    s._core.eval(np.array(p[10:12], dtype=np.int32), False)  # as if interrupted before bookkeeping
+    with pytest.raises(RuntimeError, match="interrupted"):
+        s.checkpoint()
+    np.testing.assert_array_equal(s.eval_prefix_reuse(p[:14]), scratch(model, p[:14])[-1])
+    assert s.last_eval_count == 14 and s.tokens == p[:14]

@@ -237,7 +237,7 @@ class Session:
             raise ValueError("token id out of range")
         out = self._core.eval(arr.astype(np.int32, copy=False), all_logits)
         # The core validates before touching the state, so reaching here means all were evaluated.
-        self.tokens.extend(int(t) for t in arr)
+        self.tokens.extend(arr.tolist())
         self._last_logits = np.array(out[-1] if all_logits else out, dtype=np.float32, copy=True)
         self.last_eval_count = int(arr.size)
         return out
@@ -280,6 +280,11 @@ class Session:
     def checkpoint(self) -> Checkpoint:
         """A copy of the current state: only the KV rows in use, and of those only the chunks not
         already held by the kept checkpoint that shares the longest token prefix with it."""
+        if not self._in_sync():
+            raise RuntimeError(
+                f"session holds {self.n_past} positions but {len(self.tokens)} tokens "
+                "(an interrupted eval?); reset or restore it first"
+            )
         logits = None if self._last_logits is None else self._last_logits.copy()
         base = max(self.checkpoints, key=lambda c: common_prefix(c.tokens, self.tokens), default=None)
         return Checkpoint(tuple(self.tokens), self._core.snapshot(base.state if base else None), logits)
@@ -340,7 +345,8 @@ class Session:
 
         # The current state, if usable, costs nothing to reach; a checkpoint costs a copy, so it
         # is only taken when it saves evaluating tokens.
-        have = len(self.tokens) if self._usable_prefix(self.tokens, self._last_logits, want) else -1
+        usable = self._in_sync() and self._usable_prefix(self.tokens, self._last_logits, want)
+        have = len(self.tokens) if usable else -1
         best: Checkpoint | None = None
         for cp in self.checkpoints:  # oldest first, so ">=" picks the newest among equals
             longer = len(cp.tokens) > (have if best is None else len(best.tokens) - 1)
@@ -356,6 +362,10 @@ class Session:
             assert self._last_logits is not None  # _usable_prefix guarantees it
             return self._last_logits.copy()
         return self.eval(tail)
+
+    def _in_sync(self) -> bool:
+        # False only if an exception (Ctrl-C) landed between the core's eval and the tokens update.
+        return self.n_past == len(self.tokens)
 
     @staticmethod
     def _usable_prefix(tokens: Sequence[int], logits: np.ndarray | None, want: list[int]) -> bool:

@@ -9,7 +9,9 @@ Layout (all integers little-endian):
           24   u64 length M of the metadata
           32   metadata: UTF-8 JSON (model identity, n_ctx, n_vocab, and one entry per state)
       32 + M   per entry, in the metadata's order: tokens (int32 x n_tokens), logits of the last
-               token (float32 x n_vocab, if the entry has them), the C++ state blob
+               token (float32 x n_vocab, if the entry has them), the C++ state blob. A blob may
+               leave out leading KV chunks it shares with an earlier entry, its "base": the
+               checkpoints of one conversation store their common prefix once.
     size - 32  SHA-256 of every byte before it
 
 The first entry is the session's current state, the others its checkpoints, oldest first.
@@ -35,7 +37,6 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from . import _core
-from .model import common_prefix
 
 if TYPE_CHECKING:
     from .model import Model, Session
@@ -98,10 +99,22 @@ def save(session: Session, path: str | os.PathLike[str]) -> None:
         "n_ctx": session.n_ctx,
         "n_vocab": model.config.n_vocab,
     }
-    specs = [
-        {"n_tokens": len(cp.tokens), "logits": cp.logits is not None, "state_bytes": cp.state.serialized_size}
-        for cp in entries
-    ]
+    # KV chunks an entry shares with an earlier one (checkpoints of one conversation share their
+    # common prefix) are written once: the later blob leaves them out and names its base.
+    specs: list[dict[str, Any]] = []
+    for i, cp in enumerate(entries):
+        shared = [_core.SessionState.shared_prefix_chunks(cp.state, e.state) for e in entries[:i]]
+        k = max(shared, default=0)
+        base = shared.index(k) if k > 0 else -1
+        specs.append(
+            {
+                "n_tokens": len(cp.tokens),
+                "logits": cp.logits is not None,
+                "base": base,
+                "skip_chunks": k,
+                "state_bytes": cp.state.serialized_size(k),
+            }
+        )
     meta["entries"] = specs
     meta_bytes = json.dumps(meta, separators=(",", ":")).encode()
     V = model.config.n_vocab
@@ -120,11 +133,11 @@ def save(session: Session, path: str | os.PathLike[str]) -> None:
 
             put(_HEAD.pack(MAGIC, FORMAT_VERSION, 0, size, len(meta_bytes)))
             put(meta_bytes)
-            for cp in entries:
+            for cp, spec in zip(entries, specs, strict=True):
                 put(np.asarray(cp.tokens, dtype="<i4").tobytes())
                 if cp.logits is not None:
                     put(np.ascontiguousarray(cp.logits, dtype="<f4").tobytes())
-                put(cp.state.serialize())  # one state's blob in memory at a time
+                put(cp.state.serialize(spec["skip_chunks"]))  # one blob in memory at a time
             out.write(h.digest())
             _check_written(out, size, path)
             out.flush()
@@ -184,7 +197,10 @@ def _parse(model: Model, path: str, mm: mmap.mmap, size: int) -> tuple[int, list
         mid = meta["model"]["identity"]
         n_ctx = int(meta["n_ctx"])
         n_vocab = int(meta["n_vocab"])
-        specs = [(int(e["n_tokens"]), bool(e["logits"]), int(e["state_bytes"])) for e in meta["entries"]]
+        specs = [
+            (int(e["n_tokens"]), bool(e["logits"]), int(e["state_bytes"]), int(e["base"]))
+            for e in meta["entries"]
+        ]
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: session file metadata is malformed ({type(e).__name__})") from None
     if mid != model_identity(model):
@@ -194,15 +210,16 @@ def _parse(model: Model, path: str, mm: mmap.mmap, size: int) -> tuple[int, list
             f"not {os.path.basename(model.path)} (identity {model_identity(model)[:12]})"
         )
     V = model.config.n_vocab
-    if n_vocab != V or not specs or any(n < 0 or b < 0 for n, _, b in specs):
+    bad_spec = any(n < 0 or b < 0 or not -1 <= j < i for i, (n, _, b, j) in enumerate(specs))
+    if n_vocab != V or not specs or bad_spec:
         raise ValueError(f"{path}: session file metadata is inconsistent")
-    payload = sum(4 * n + (4 * V if lg else 0) + b for n, lg, b in specs)
+    payload = sum(4 * n + (4 * V if lg else 0) + b for n, lg, b, _ in specs)
     if _HEAD.size + meta_len + payload + _SUM != size:
         raise ValueError(f"{path}: session file sections do not add up to its size")
 
     entries: list[_Entry] = []
     off = _HEAD.size + meta_len
-    for i, (n, has_logits, nb) in enumerate(specs):
+    for i, (n, has_logits, nb, base_index) in enumerate(specs):
         tokens = np.frombuffer(mm, dtype="<i4", count=n, offset=off).astype(np.int64)
         off += 4 * n
         if n and (tokens.min() < 0 or tokens.max() >= V):
@@ -211,9 +228,10 @@ def _parse(model: Model, path: str, mm: mmap.mmap, size: int) -> tuple[int, list
         if has_logits:
             logits = np.frombuffer(mm, dtype="<f4", count=V, offset=off).astype(np.float32)
             off += 4 * V
-        # Share KV chunks with the entry already read whose tokens have most in common with these.
+        # The base entry holds the KV chunks the blob leaves out (and shares later ones that are
+        # byte-equal). No other entry may stand in for it: its rows would be taken unchecked.
         tok = tuple(int(t) for t in tokens)
-        base = max(entries, key=lambda e: common_prefix(e.tokens, tok), default=None)
+        base = entries[base_index] if base_index >= 0 else None
         blob = memoryview(mm)[off : off + nb]
         try:
             state = _core.SessionState.deserialize(model._core, blob, base.state if base else None)
