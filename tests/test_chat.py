@@ -254,6 +254,16 @@ def test_tool_calls_round_trip_through_the_template() -> None:
     assert content == "Checking." and got[0]["arguments"] == {**args, "metric": "True"}
 
 
+def test_think_block_detection() -> None:
+    out = "r\n</think>\n\nanswer"
+    assert parse_output(out) == ("answer", "r", [])  # prompt unknown: "</think>" shows it was open
+    assert parse_output(out, in_thinking=True) == ("answer", "r", [])
+    assert parse_output(out, in_thinking=False) == (out, None, [])
+    assert parse_output(" <think>\nr</think>a", in_thinking=False) == ("a", "r", [])
+    assert parse_output("thinking, cut off", in_thinking=True) == ("", "thinking, cut off", [])
+    assert parse_output("plain") == ("plain", None, [])
+
+
 @pytest.mark.parametrize(
     ("text", "content", "n_calls"),
     [

@@ -209,12 +209,16 @@ def parse_tool_calls(
     return "".join(kept).strip(), calls
 
 
-def _split_thinking(text: str, in_thinking: bool) -> tuple[str | None, str]:
-    if not in_thinking:
-        lead = text.lstrip()
-        if not lead.startswith(THINK_START):
-            return None, text
+def _split_thinking(text: str, in_thinking: bool | None) -> tuple[str | None, str]:
+    lead = text.lstrip()
+    if lead.startswith(THINK_START) and not in_thinking:
         text = lead[len(THINK_START) :]
+    elif in_thinking is None:
+        # Unknown prompt: a "</think>" means it opened the block (Qwen3.5's does in thinking mode).
+        if THINK_END not in text:
+            return None, text
+    elif not in_thinking:
+        return None, text
     end = text.find(THINK_END)
     if end < 0:
         return text, ""  # cut off while thinking
@@ -222,14 +226,16 @@ def _split_thinking(text: str, in_thinking: bool) -> tuple[str | None, str]:
 
 
 def parse_output(
-    text: str, *, in_thinking: bool = False, tools: Sequence[Mapping[str, Any]] | None = None
+    text: str, *, in_thinking: bool | None = None, tools: Sequence[Mapping[str, Any]] | None = None
 ) -> tuple[str, str | None, list[ToolCall]]:
     """Generated text -> (content, reasoning_content, tool_calls).
 
-    in_thinking: the prompt already opened the think block (Qwen3.5's generation prompt ends with
-    "<think>\\n" in thinking mode), so the text starts inside it. reasoning_content is None when there
-    was no think block. Both strings are stripped of surrounding whitespace, as the template does when it
-    renders them back. tools: the definitions the model was given, used to type parameter values.
+    in_thinking: whether the prompt already opened the think block (Qwen3.5's generation prompt ends
+    with "<think>\\n" in thinking mode), so the text starts inside it. None (not known): the text
+    is inside a think block if it starts with `<think>` or contains `</think>`; False: only if it starts
+    with `<think>`. reasoning_content is None when there was no think block. Both strings are stripped
+    of surrounding whitespace, as the template does when it renders them back. tools: the definitions
+    the model was given, used to type parameter values.
     """
     reasoning, rest = _split_thinking(text, in_thinking)
     content, calls = parse_tool_calls(rest, tools)
