@@ -81,10 +81,11 @@ def test_tools_and_tool_results_render_as_qwen_teaches() -> None:
     ]
     texts = [
         render([*base, {"role": "assistant", "content": "", "tool_calls": [c]}, *tail], tools=[WEATHER_TOOL])
-        for c in (as_string, as_dict)
+        for c in (as_string, as_dict, {"name": "get_weather", "arguments": call_args})
     ]
-    # OpenAI sends arguments as a JSON string; the template needs a dict: both render the same.
-    assert texts[0] == texts[1]
+    # OpenAI sends arguments as a JSON string; the template needs a dict: all render the same, and so
+    # does a call as Model.chat returns it ({"name", "arguments"}).
+    assert texts[0] == texts[1] == texts[2]
     text = texts[0]
     # The tool definition is plain json.dumps: non-ASCII and '<', '&' are not escaped.
     assert "<tools>\n" + json.dumps(WEATHER_TOOL, ensure_ascii=False) + "\n</tools>" in text
@@ -570,11 +571,8 @@ def test_model_chat_returns_the_answer_and_reuses_its_session(r1: Model) -> None
     )
     assert a["role"] == "assistant" and a["finish_reason"] in ("stop", "length") and a["tool_calls"] == []
     assert a["usage"]["total_tokens"] == a["usage"]["prompt_tokens"] + a["usage"]["completion_tokens"]
-    b = r1.chat(
-        [*msgs, {"role": "assistant", "content": a["content"]}, {"role": "user", "content": "More"}],
-        max_tokens=4,
-        temperature=0,
-    )
+    # The answer dict itself can join the conversation (the template reads role and content).
+    b = r1.chat([*msgs, a, {"role": "user", "content": "More"}], max_tokens=4, temperature=0)
     assert 0 < b["timings"]["prompt_eval_tokens"] < b["timings"]["prompt_tokens"]
 
 
@@ -738,3 +736,22 @@ def test_prompt_ids_keep_generated_tokens_only_up_to_special_tokens(r1: Model) -
     ids, kept = prompt_ids_reusing(tok, text, [tok.encode("<|im_start|>user\nhello there")])
     assert ids == canon and kept == 0  # no special token inside the common part
     assert prompt_ids_reusing(tok, text, []) == (canon, 0)
+
+
+def test_interrupted_answer_keeps_a_usable_session(r1: Model) -> None:
+    """Closing the stream (what the terminal does on Ctrl-C) records a cancelled turn with what it
+    generated; the next turn starts from a consistent state."""
+    chat = ChatSession(r1, 256)
+    log = EvalLog(chat.session)
+    msgs = [{"role": "user", "content": "Hello"}]
+    stream = chat.stream(msgs, max_tokens=40, temperature=0, logit_bias=_no_stop(r1))
+    first = next(stream)
+    stream.close()
+    r = chat.last_result
+    assert r is not None and r.finish_reason == "cancelled" and first.text in r.content
+    assert 0 < r.completion_tokens < 40 and r.prompt_eval_tokens == r.prompt_tokens
+    assert chat.session.checkpoints[-1].tokens != tuple(chat.session.tokens)  # no "after the answer"
+    r2 = chat.send([*msgs, r.message(), {"role": "user", "content": "Again"}], max_tokens=4, temperature=0)
+    ids, logits, _ = log.calls[-1]
+    np.testing.assert_array_equal(logits, _scratch_logits(r1, ids))
+    assert r2.finish_reason in ("stop", "length") and r2.prompt_eval_tokens < r2.prompt_tokens

@@ -289,6 +289,18 @@ class ChatResult:
         }
 
 
+@dataclass
+class _Turn:
+    """What a turn measured so far (kept up to date so an interrupted turn still reports it)."""
+
+    n_prompt: int
+    prompt_eval: int
+    prompt_seconds: float
+    ids: list[int] = field(default_factory=list)  # generated ids (the pieces' until the end)
+    finish: str = "cancelled"  # until generation ends by itself
+    gen_seconds: float = 0.0
+
+
 # -- the session -----------------------------------------------------------------------------------
 
 
@@ -415,9 +427,11 @@ class ChatSession:
         parser = StreamParser(in_thinking=in_thinking, tools=tools)
         self.last_result = None
 
-        # The turn boundary: the history without the generation prompt, checkpointed for the next turn.
+        # The prompt is evaluated here rather than in stream_tokens (which then finds it in place), so
+        # its cost is known even when the answer is interrupted. First the turn boundary: the history
+        # without the generation prompt, checkpointed for the next turn.
         t0 = time.perf_counter()
-        hist_eval = 0
+        prompt_eval = 0
         k = _ids_covering(tok, ids, len(unicodedata.normalize("NFC", history).encode("utf-8")))
         if (
             text.startswith(history)
@@ -427,12 +441,14 @@ class ChatSession:
         ):
             if list(self.session.tokens) != ids[:k]:
                 self.session.eval_prefix_reuse(ids[:k])
-                hist_eval = int(self.session.last_eval_count)
+                prompt_eval += int(self.session.last_eval_count)
             self._checkpoint_here()
-        t_hist = time.perf_counter() - t0
+        self.session.eval_prefix_reuse(ids)
+        prompt_eval += int(self.session.last_eval_count)
+        turn = _Turn(n_prompt=len(ids), prompt_eval=prompt_eval, prompt_seconds=time.perf_counter() - t0)
 
+        t1 = time.perf_counter()
         gen: GenerationResult | None = None
-        finished = False
         try:
             for item in stream_tokens(
                 self.session,
@@ -444,18 +460,21 @@ class ChatSession:
                 tokenizer=tok,
             ):
                 if isinstance(item, Piece):
+                    turn.ids += item.token_ids
                     if item.text:
                         yield from parser.feed(item.text)
                 elif isinstance(item, GenerationResult):
                     gen = item
             tail, _ = parser.finish()
             yield from tail
-            finished = True
             if gen is not None:
+                turn.ids = list(gen.token_ids)
+                turn.finish = gen.finish_reason
                 self._complete(ids + gen.token_ids)
         finally:
-            self.last_result = self._result(parser, gen, guard, len(ids), hist_eval, t_hist, finished)
-            if finished:
+            turn.gen_seconds = time.perf_counter() - t1
+            self.last_result = self._result(parser, guard, turn)
+            if turn.finish != "cancelled":
                 self._checkpoint_here()  # after the answer
 
     def _complete(self, ids: list[int]) -> None:
@@ -466,37 +485,23 @@ class ChatSession:
         if n < len(ids) <= self.n_ctx and list(s.tokens) == ids[:n]:
             s.eval(ids[n:])
 
-    def _result(
-        self,
-        parser: StreamParser,
-        gen: GenerationResult | None,
-        guard: LoopGuard,
-        n_prompt: int,
-        hist_eval: int,
-        t_hist: float,
-        finished: bool,
-    ) -> ChatResult:
+    @staticmethod
+    def _result(parser: StreamParser, guard: LoopGuard, turn: _Turn) -> ChatResult:
         content, reasoning, calls = parse_output(
             parser.text, in_thinking=parser.in_thinking, tools=parser.tools
         )
-        if gen is None or not finished:
-            reason = "cancelled"
-        elif calls:
-            reason = "tool_calls"
-        else:
-            reason = gen.finish_reason
         return ChatResult(
             content=content,
             reasoning_content=reasoning,
             tool_calls=calls,
-            finish_reason=reason,
+            finish_reason="tool_calls" if calls and turn.finish != "cancelled" else turn.finish,
             text=parser.text,
-            token_ids=list(gen.token_ids) if gen is not None else [],
-            prompt_tokens=n_prompt,
-            prompt_eval_tokens=hist_eval + (gen.prompt_eval_tokens if gen is not None else 0),
-            completion_tokens=gen.completion_tokens if gen is not None else 0,
-            prompt_seconds=t_hist + (gen.prompt_seconds if gen is not None else 0.0),
-            gen_seconds=gen.gen_seconds if gen is not None else 0.0,
+            token_ids=turn.ids,
+            prompt_tokens=turn.n_prompt,
+            prompt_eval_tokens=turn.prompt_eval,
+            completion_tokens=len(turn.ids),
+            prompt_seconds=turn.prompt_seconds,
+            gen_seconds=turn.gen_seconds,
             thinking_tokens=guard.thinking_tokens,
             loop_guard=guard.reason,
         )
