@@ -20,8 +20,9 @@ namespace {
 constexpr char kMagic[4] = {'Q', '3', '5', 'T'};
 constexpr uint32_t kVersion = 1;
 
-// The blob's header; the floats follow in the order k[0], v[0], k[1], v[1], ..., conv[0],
-// ssm[0], conv[1], ssm[1], ... Fields are fixed-width so the layout does not depend on the ABI.
+// The blob's header; the floats follow: per attention layer its K rows [first_row, n_past), then
+// its V rows; then per DeltaNet layer its conv window and its recurrent state. Fields are
+// fixed-width so the layout does not depend on the ABI.
 struct BlobHeader {
   char magic[4];
   uint32_t version;
@@ -29,7 +30,7 @@ struct BlobHeader {
   uint32_t n_attn;
   uint32_t n_dn;
   uint32_t first_row;  // KV rows [0, first_row) are not in the blob but in a base state
-  uint64_t kv_dim;    // floats per KV row
+  uint64_t kv_dim;     // floats per KV row
   uint64_t conv_len;  // floats of one conv window
   uint64_t ssm_len;   // floats of one recurrent state
 };

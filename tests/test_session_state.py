@@ -74,6 +74,18 @@ def test_restored_checkpoint_continues_bit_identically(name: str, models: dict[s
     np.testing.assert_array_equal(fresh.eval(p[k:], all_logits=True), want[k:])
 
 
+def test_restore_bit_identical_quantized(converted: Callable[[str, str], Path]) -> None:
+    # Quantized weights quantize activations per token: still independent of batching.
+    model, p = qwen35cpu.load(converted("deep", "q8_0"), n_threads=2), prompt("deep")
+    want = scratch(model, p)
+    s = model.session(n_ctx=len(p))
+    s.eval(p[:40])
+    cp = s.checkpoint()
+    s.eval(p[40:60])
+    s.restore(cp)
+    np.testing.assert_array_equal(s.eval(p[40:], all_logits=True), want[40:])
+
+
 def test_checkpoint_holds_only_rows_in_use(models: dict[str, Model]) -> None:
     model, p = models["deep"], prompt("deep")
     small = model.session(n_ctx=len(p))

@@ -54,21 +54,23 @@ _identities: weakref.WeakKeyDictionary[Model, str] = weakref.WeakKeyDictionary()
 
 
 def model_identity(model: Model) -> str:
-    """Hex SHA-256 of the hyper-parameters, every tensor's name/type/shape, the file size and a
+    """Hex SHA-256 of the hyper-parameters, every tensor's name/type/shape, the file sizes and a
     sample of the weights. Two files with the same identity hold the same model layout; a
-    session saved from one restores into the other."""
+    session saved from one restores into the other. A split model counts all of its parts."""
     if model in _identities:
         return _identities[model]
-    f = _core.GgufFile(model.path)
-    h = hashlib.sha256()
+    # _core.Model.paths lists the parts of a split GGUF set (where the loader supports them).
+    parts = [_core.GgufFile(p) for p in getattr(model._core, "paths", [model.path])]
+    tensors = [t for f in parts for t in f.tensors]
     desc = {
         "config": model._core.config,
-        "tensors": [[t.name, int(t.type), list(t.ne)] for t in f.tensors],
-        "file_size": int(f.file_size),
+        "tensors": sorted([t.name, int(t.type), list(t.ne)] for t in tensors),
+        "file_sizes": [int(f.file_size) for f in parts],
     }
-    h.update(json.dumps(desc, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(desc, sort_keys=True).encode())
     for name in _SAMPLED:
-        if any(t.name == name for t in f.tensors):
+        f = next((f for f in parts if name in {t.name for t in f.tensors}), None)
+        if f is not None:
             h.update(name.encode())
             h.update(bytes(f.tensor_bytes(name)[:_SAMPLE_BYTES]))
     _identities[model] = h.hexdigest()
