@@ -353,3 +353,23 @@ def test_chat_reads_piped_input(qwen_model: Path, tmp_path: Path) -> None:
     assert "system message removed" in r.stdout and "turns: 1, messages: 2" in r.stdout
     assert "error: /think takes on or off, got 'maybe' (thinking is on)" in r.stdout
     assert json.loads(save.read_text())["messages"][0] == {"role": "user", "content": "one\ntwo"}
+
+
+def test_chat_loop_guard_ends_thinking_then_answer_is_plain(term: Callable[..., Terminal],
+                                                            qwen_model: Path) -> None:
+    # --max-thinking 5: the loop guard closes the thinking after 5 tokens; the answer that follows
+    # is printed after a blank line, not dimmed.
+    t = term("chat", str(qwen_model), "--max-thinking", "5", "-n", "30", "--ignore-eos", "--seed", "5")
+    t.expect(PROMPT)
+    t.send("q\r")
+    t.expect(r"q\n")
+    start = len(t.raw)
+    m = t.expect(SPEED)
+    assert m[1] == "30", m[0]
+    raw = t.raw[start:].decode("utf-8", "replace").replace("\r\n", "\n")
+    answer = raw[: raw.rindex("[30 tokens")]
+    thinking, sep, content = answer.partition("\x1b[0m\n\n")
+    assert sep and DIM in thinking
+    assert DIM not in content.rsplit("\n", 1)[0] and content.strip()
+    t.send("/exit\r")
+    assert t.wait_exit() == 0

@@ -82,8 +82,12 @@ def test_pick_errors_list_the_candidates() -> None:
         hub.pick(LISTING, where="o/r")
     with pytest.raises(ModelNotFound, match="no GGUF files"):
         hub.pick(["README.md"], quant="Q4_K_M", where="o/r")
-    with pytest.raises(ModelNotFound, match=r"incomplete \(parts present: 1, 3\)"):
-        hub.pick(["m-00001-of-00003.gguf", "m-00003-of-00003.gguf"], quant="m", where="o/r")
+    broken = ["m-Q8_0-00001-of-00003.gguf", "m-Q8_0-00003-of-00003.gguf", "m-Q4_0.gguf"]
+    msg = r"o/r: split set m-Q8_0-\*-of-00003\.gguf is incomplete \(parts present: 1, 3\)"
+    with pytest.raises(ModelNotFound, match=msg):
+        hub.pick(broken, quant="q8_0", where="o/r")
+    # A broken set elsewhere in the repo does not stand in the way of another quant.
+    assert hub.pick(broken, quant="q4_0", where="o/r").files == ("m-Q4_0.gguf",)
 
 
 def test_pick_file_of_a_split_set_takes_every_part() -> None:

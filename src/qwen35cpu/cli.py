@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; devnull keeps the exit flush from failing.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (OSError, ValueError, RuntimeError) as e:
         # Bad input gets one clear line, not a traceback.
         print(f"qwen35cpu {args.command}: error: {e}", file=sys.stderr)

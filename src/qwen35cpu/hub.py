@@ -45,6 +45,7 @@ class Unit:
     """One loadable model in a file listing: a single GGUF or every part of a split set."""
 
     files: tuple[str, ...]
+    missing: str = ""  # for an incomplete split set: what is wrong with it
 
     @property
     def first(self) -> str:
@@ -89,12 +90,12 @@ def units(files: Sequence[str]) -> list[Unit]:
     out = list(singles)
     for (prefix, count), parts in sets.items():
         got = sorted(parts)
+        missing = ""
         if [no for no, _ in got] != list(range(1, count + 1)):
             have = ", ".join(str(no) for no, _ in got)
-            raise ModelNotFound(
-                f"split set {prefix}-*-of-{count:05d}.gguf is incomplete (parts present: {have})"
-            )
-        out.append(Unit(tuple(f for _, f in got)))
+            missing = f"split set {prefix}-*-of-{count:05d}.gguf is incomplete (parts present: {have})"
+        # Kept (and refused only if selected) so a broken set does not hide the repo's other models.
+        out.append(Unit(tuple(f for _, f in got), missing))
     return sorted(out, key=lambda u: u.first)
 
 
@@ -112,10 +113,14 @@ def pick(
     if filename is not None:
         for u in all_units:
             if filename in u.files:
+                if u.missing:
+                    raise ModelNotFound(f"{where}: {u.missing}")
                 return u
         raise ModelNotFound(f"{where}: no file {filename}; GGUF files: {_listing(all_units)}")
     cands = all_units if quant is None else [u for u in all_units if quant_matches(u.first, quant)]
     if len(cands) == 1:
+        if cands[0].missing:
+            raise ModelNotFound(f"{where}: {cands[0].missing}")
         return cands[0]
     if not all_units:
         raise ModelNotFound(f"{where}: no GGUF files")

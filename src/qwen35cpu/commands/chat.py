@@ -261,10 +261,14 @@ class Chat:
         t_first: float | None = None
         deltas = self.chat.stream(msgs, enable_thinking=self.thinking, max_tokens=self.args.max_tokens,
                                   sampling=params)
+        kind = ""
         try:
             for d in deltas:
                 if t_first is None:
                     t_first = time.perf_counter()
+                if kind == "reasoning" and d.kind == "content":
+                    screen.write("\n\n")  # the parser strips the newlines around </think>
+                kind = d.kind
                 screen.write(d.text, dim=d.kind == "reasoning")
                 if stop.requested:
                     break
