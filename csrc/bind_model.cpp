@@ -51,10 +51,13 @@ void bind_model(py::module_& m) {
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("config", [](const Model& md) { return config_dict(md.config()); })
       .def_property_readonly("path", [](const Model& md) { return md.file().path(); })
+      .def_property_readonly("paths", [](const Model& md) { return md.files().paths(); },
+                             "Every file of the model: one, or each part of a split set in order.")
+      .def_property_readonly("file_size", [](const Model& md) { return md.files().total_size(); })
       .def_property_readonly("n_threads", [](const Model& md) { return md.pool().size(); });
 
   m.def(
-      "read_config", [](const std::string& path) { return config_dict(q35::read_config(q35::GgufFile(path))); },
+      "read_config", [](const std::string& path) { return config_dict(q35::read_config(q35::GgufSet(path))); },
       py::arg("path"), "Hyper-parameters of a qwen35moe GGUF, checked, without loading weights.");
 
   py::class_<SessionState, std::shared_ptr<SessionState>>(
@@ -106,6 +109,10 @@ void bind_model(py::module_& m) {
             return SessionState::nbytes_distinct(ps);
           },
           py::arg("states"), "Bytes held by these states together, each shared KV chunk counted once.");
+
+  m.def(
+      "gguf_parts", [](const std::string& path) { return q35::GgufSet(path).paths(); }, py::arg("path"),
+      "Every file of a model: [path], or each part of a split set in order, checked as the loader checks them.");
 
   py::class_<Session>(m, "Session")
       .def(py::init([](std::shared_ptr<Model> model, int n_ctx) {

@@ -29,13 +29,14 @@ int Config::n_attn_layers() const {
 }
 
 Model::Model(const std::string& path, int n_threads) {
-  file_ = std::make_unique<GgufFile>(path);
-  cfg_ = read_config(*file_);
+  files_ = std::make_unique<GgufSet>(path);
+  cfg_ = read_config(*files_);
   bind_weights();
   pool_ = std::make_unique<ThreadPool>(n_threads > 0 ? n_threads : default_thread_count());
 }
 
-Config read_config(const GgufFile& f) {
+Config read_config(const GgufSet& files) {
+  const GgufFile& f = files.meta();
   if (!f.has("general.architecture")) f.fail("not a model file: metadata key general.architecture is missing");
   const std::string arch = f.get_str("general.architecture");
   if (arch != ARCH) f.fail("architecture '" + arch + "' is not supported (qwen35cpu runs qwen35moe)");
@@ -99,7 +100,7 @@ Config read_config(const GgufFile& f) {
     for (int l = 0; l < c.n_layer; l++) c.is_attn[l] = rec[l] == 0;
   }
 
-  const GgufTensorInfo* emb = f.find_tensor("token_embd.weight");
+  const GgufTensorInfo* emb = files.find_tensor("token_embd.weight").info;
   if (!emb) f.fail("missing tensor token_embd.weight");
   c.n_vocab = static_cast<int>(emb->ne[1]);
   require(emb->ne[0] == c.n_embd, "token_embd.weight rows are not embedding_length wide");
@@ -108,8 +109,9 @@ Config read_config(const GgufFile& f) {
 }
 
 Mat Model::mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat) const {
-  const GgufFile& f = *file_;
-  const GgufTensorInfo* t = f.find_tensor(name);
+  const GgufFile& f = files_->meta();
+  const GgufSet::Found found = files_->find_tensor(name);
+  const GgufTensorInfo* t = found.info;
   if (!t) f.fail("missing tensor " + name);
   const int64_t want[4] = {n_in, n_out, n_mat, 1};
   bool ok = t->ne[0] == n_in && t->ne[1] == n_out && t->ne[2] == n_mat && t->ne[3] == 1;
@@ -123,7 +125,7 @@ Mat Model::mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_m
            ", which qwen35cpu cannot compute yet");
   }
   Mat m;
-  m.data = f.tensor_data(*t);
+  m.data = found.data();
   m.tt = tt;
   m.n_in = n_in;
   m.n_out = n_out;
@@ -134,8 +136,9 @@ Mat Model::mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_m
 }
 
 std::vector<float> Model::vec(const std::string& name, int64_t n) const {
-  const GgufFile& f = *file_;
-  const GgufTensorInfo* t = f.find_tensor(name);
+  const GgufFile& f = files_->meta();
+  const GgufSet::Found found = files_->find_tensor(name);
+  const GgufTensorInfo* t = found.info;
   if (!t) f.fail("missing tensor " + name);
   if (t->n_elements() != n) {
     f.fail("tensor " + name + " has " + std::to_string(t->n_elements()) + " elements, expected " + std::to_string(n));
@@ -145,18 +148,18 @@ std::vector<float> Model::vec(const std::string& name, int64_t n) const {
     f.fail("tensor " + name + " has type " + (tt ? tt->name : std::to_string(t->type)) + ", which qwen35cpu cannot read");
   }
   std::vector<float> v(static_cast<size_t>(n));
-  tt->to_float(f.tensor_data(*t), v.data(), n);
+  tt->to_float(found.data(), v.data(), n);
   return v;
 }
 
 void Model::bind_weights() {
   const Config& c = cfg_;
-  const GgufFile& f = *file_;
+  const GgufSet& f = *files_;
   const int64_t H = c.n_embd, V = c.n_vocab;
   tok_embd = mat("token_embd.weight", H, V);
   output_norm = vec("output_norm.weight", H);
   // Without output.weight the head is tied to the embedding, as llama.cpp does.
-  output = f.find_tensor("output.weight") ? mat("output.weight", H, V) : tok_embd;
+  output = f.find_tensor("output.weight").info ? mat("output.weight", H, V) : tok_embd;
 
   const int64_t D = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t nv = c.ssm_dt_rank, dv = c.ssm_d_state, Kc = c.ssm_conv_kernel;
@@ -188,7 +191,7 @@ void Model::bind_weights() {
     }
     MoeWeights& m = L.moe;
     m.router = mat(p + "ffn_gate_inp.weight", H, E);
-    if (f.find_tensor(p + "ffn_gate_up_exps.weight")) {
+    if (f.find_tensor(p + "ffn_gate_up_exps.weight").info) {
       // Fused gate+up stack: per expert, gate rows first, then up rows.
       Mat gu = mat(p + "ffn_gate_up_exps.weight", H, 2 * I, E);
       m.gate_exps = gu;
@@ -205,8 +208,7 @@ void Model::bind_weights() {
     m.up_sh = mat(p + "ffn_up_shexp.weight", H, Is);
     m.down_sh = mat(p + "ffn_down_shexp.weight", Is, H);
     // Stored as {H, 1} by our converter and llama.cpp's; {H} is accepted too.
-    const GgufTensorInfo* sg = f.find_tensor(p + "ffn_gate_inp_shexp.weight");
-    if (!sg) f.fail("missing tensor " + p + "ffn_gate_inp_shexp.weight");
+    if (!f.find_tensor(p + "ffn_gate_inp_shexp.weight").info) f.meta().fail("missing tensor " + p + "ffn_gate_inp_shexp.weight");
     m.sh_gate = mat(p + "ffn_gate_inp_shexp.weight", H, 1);
   }
 }

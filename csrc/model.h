@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gguf.h"
+#include "gguf_split.h"
 #include "quant.h"
 #include "threadpool.h"
 
@@ -95,14 +96,16 @@ struct Layer {
   MoeWeights moe;
 };
 
-// Reads and checks the hyper-parameters of a qwen35moe file (no tensor data is touched).
-Config read_config(const GgufFile& f);
+// Reads and checks the hyper-parameters of a qwen35moe file or split set (no tensor data is
+// touched). Metadata comes from the first part; the embedding may sit in any part.
+Config read_config(const GgufSet& files);
 
 class Model {
  public:
   Model(const std::string& path, int n_threads);
   const Config& config() const { return cfg_; }
-  const GgufFile& file() const { return *file_; }
+  const GgufFile& file() const { return files_->meta(); }  // the metadata (first part)
+  const GgufSet& files() const { return *files_; }
   ThreadPool& pool() const { return *pool_; }
 
   Mat tok_embd, output;
@@ -113,7 +116,7 @@ class Model {
   void bind_weights();
   Mat mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat = 1) const;
   std::vector<float> vec(const std::string& name, int64_t n) const;
-  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<GgufSet> files_;
   std::unique_ptr<ThreadPool> pool_;
   Config cfg_;
 };

@@ -8,7 +8,7 @@ import sys
 
 # Subcommand modules under qwen35cpu.commands, imported lazily so `qwen35cpu info` does not
 # pay for the converter's imports and vice versa.
-COMMANDS = ["convert", "demo", "info"]
+COMMANDS = ["chat", "convert", "demo", "generate", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; devnull keeps the exit flush from failing.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (OSError, ValueError, RuntimeError) as e:
         # Bad input gets one clear line, not a traceback.
         print(f"qwen35cpu {args.command}: error: {e}", file=sys.stderr)

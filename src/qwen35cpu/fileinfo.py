@@ -63,10 +63,12 @@ class FileReport:
 
 def inspect_file(path: str | os.PathLike[str]) -> FileReport:
     p = os.fspath(path)
-    f = _core.GgufFile(p)
+    # A split set is described whole: metadata from the first part, tensors from every part.
+    files = [_core.GgufFile(part) for part in _core.gguf_parts(p)]
+    f = files[0]
     config = ModelConfig.from_dict(_core.read_config(p))
     groups: dict[str, GroupStats] = {}
-    for t in f.tensors:
+    for t in (t for part in files for t in part.tensors):
         g = groups.setdefault(group_of(t.name), GroupStats())
         n = 1
         for d in t.ne:
@@ -75,7 +77,7 @@ def inspect_file(path: str | os.PathLike[str]) -> FileReport:
         g.n_params += n
         g.n_bytes += t.nbytes
         g.types[t.type_name] += t.nbytes
-    return FileReport(p, f.file_size, dict(f.metadata), config, groups)
+    return FileReport(p, sum(part.file_size for part in files), dict(f.metadata), config, groups)
 
 
 def human(n: float) -> str:

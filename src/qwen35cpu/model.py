@@ -16,6 +16,7 @@ from .config import ModelConfig
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from .chat import ChatSession
     from .generate import GenerationResult, OnToken, Piece
     from .sampling import SamplingParams
     from .tokenizer import Tokenizer
@@ -134,6 +135,39 @@ class Model:
                 result = item
         assert result is not None
         return result if return_result else result.text
+
+    # -- chat -----------------------------------------------------------------------------------------
+
+    _chat: ChatSession | None = None
+
+    def chat_session(self, n_ctx: int | None = None, **kw: Any) -> ChatSession:
+        """A new ChatSession on this model (n_ctx default: the training context, at most 8192); `kw` are
+        ChatSession's options (template, tools, enable_thinking, max_thinking_tokens, ...)."""
+        from .chat import ChatSession
+
+        return ChatSession(self, n_ctx or min(self.config.n_ctx_train, 8192), **kw)
+
+    def _default_chat(self) -> ChatSession:
+        # One chat session kept across chat()/create_chat_completion() calls, as llama-cpp-python keeps
+        # its context: a conversation sent again with one more turn is not evaluated again.
+        if self._chat is None:
+            self._chat = self.chat_session()
+        return self._chat
+
+    def chat(self, messages: Sequence[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        """The assistant's answer to OpenAI-style `messages`: a dict with role, content,
+        reasoning_content, tool_calls ([{"name", "arguments": dict}]), finish_reason, usage, timings.
+        `kw`: tools, enable_thinking, max_tokens, stop, max_thinking_tokens, on_delta, sampling settings."""
+        return self._default_chat().send(messages, **kw).as_dict()
+
+    def create_chat_completion(
+        self, messages: Sequence[dict[str, Any]], **kw: Any
+    ) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """llama-cpp-python's `Llama.create_chat_completion`: same arguments, same dicts (stream=True gives
+        `chat.completion.chunk`s); see `chat.chat_completion`."""
+        from .chat import chat_completion
+
+        return chat_completion(self._default_chat(), messages, **kw)
 
     def __repr__(self) -> str:
         c = self.config

@@ -9,6 +9,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("info", help="describe a qwen35moe GGUF file")
     p.add_argument("file", help="path to a .gguf file")
     p.add_argument("--ctx", type=int, default=4096, help="context length for the memory estimate")
+    # Accepted like on every command; info reads metadata only and computes nothing.
+    p.add_argument("-t", "--threads", type=int, metavar="N", help="accepted; info computes nothing")
     p.set_defaults(func=run)
 
 
