@@ -25,7 +25,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("-t", "--threads", type=int, metavar="N", help="compute threads (default: physical cores)")
     p.add_argument("-c", "--ctx", type=int, default=None, metavar="N",
-                   help="context length in tokens (default: 4096, at most the model's)")
+                   help="context length in tokens (default: 4096, or the trained context if smaller)")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
