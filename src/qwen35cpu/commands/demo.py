@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .convert import TYPES
 
 # The real architecture, scaled down (see the spec's section 1.1 for the released sizes).
 DEMO_CONFIG: dict[str, Any] = {
@@ -45,12 +45,13 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 
 PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+CHAT_TURNS = ("Hello! Who are you?", "Tell me a short story about a llama.")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="build, convert and run a small random model (no download)")
     p.add_argument("--dir", type=Path, default=None, help="keep the checkpoint and GGUF here")
-    p.add_argument("--type", default="q8_0", choices=["f32", "f16", "bf16", "q8_0"], help="GGUF type")
+    p.add_argument("--type", default="q8_0", choices=TYPES, help="GGUF type (default: q8_0)")
     p.add_argument("--tokens", type=int, default=16, help="tokens to generate")
     p.add_argument("--threads", type=int, default=None, help="threads (default: physical cores)")
     p.set_defaults(func=run)
@@ -94,21 +95,26 @@ def demo(work: Path, args: argparse.Namespace) -> int:
     print(f"    {model!r}, {model.n_threads} threads, in {time.perf_counter() - t:.1f} s")
     print(f"    prompt {PROMPT!r} -> {len(ids)} tokens: {ids}")
 
-    sess = model.session(n_ctx=len(ids) + args.tokens)
-    t = step("evaluating the prompt")
-    logits = sess.eval(ids)
-    dt = time.perf_counter() - t
-    print(f"    {len(ids)} tokens in {dt * 1e3:.0f} ms ({len(ids) / dt:.1f} tokens/s)")
+    t = step(f"generating {args.tokens} tokens greedily (temperature 0)")
+    res = model.generate(ids, max_tokens=args.tokens, temperature=0.0, stop_tokens=(), return_result=True)
+    print(f"    prompt: {res.prompt_eval_tokens} tokens at {res.prompt_tps:.1f} tokens/s")
+    print(f"    output: {res.completion_tokens} tokens at {res.gen_tps:.1f} tokens/s ({res.finish_reason})")
+    print(f"    text: {res.text!r}")
 
-    t = step(f"generating {args.tokens} tokens greedily")
-    out: list[int] = []
-    for i in range(args.tokens):
-        out.append(int(np.argmax(logits)))
-        if i + 1 < args.tokens:
-            logits = sess.eval(out[-1:])
-    dt = time.perf_counter() - t
-    print(f"    {args.tokens} tokens in {dt * 1e3:.0f} ms ({args.tokens / dt:.1f} tokens/s)")
-    print(f"    ids:  {out}")
-    print(f"    text: {model.detokenize(out)!r}")
+    chat = model.chat_session(n_ctx=1024, enable_thinking=False)
+    messages: list[dict[str, str]] = []
+    for turn, question in enumerate(CHAT_TURNS, 1):
+        messages.append({"role": "user", "content": question})
+        t = step(f"chat turn {turn}: {question!r}")
+        r = chat.send(messages, max_tokens=args.tokens, seed=turn)
+        print(
+            f"    prompt: {r.prompt_tokens} tokens, {r.prompt_eval_tokens} evaluated (the rest reused from "
+            f"turn {turn - 1}'s state), {r.prompt_tps:.1f} tokens/s"
+            if turn > 1
+            else f"    prompt: {r.prompt_tokens} tokens at {r.prompt_tps:.1f} tokens/s"
+        )
+        print(f"    answer: {r.completion_tokens} tokens at {r.gen_tps:.1f} tokens/s ({r.finish_reason})")
+        print(f"    text: {r.content!r}")
+        messages.append(r.message())
     print("done: every stage ran; with real weights the same calls give a real answer.")
     return 0
