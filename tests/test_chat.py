@@ -638,8 +638,9 @@ class ScriptedChat:
         tail, (content, reasoning, calls) = p.finish()
         yield from tail
         self.last_result = ChatResult(
-            content, reasoning, calls, "tool_calls" if calls else "stop", prompt_tokens=3, completion_tokens=5
-        )
+            content=content, reasoning_content=reasoning, tool_calls=calls,
+            finish_reason="tool_calls" if calls else "stop", prompt_tokens=3, completion_tokens=5,
+        )  # fmt: skip
 
     def send(self, messages: Any, **kw: Any) -> ChatResult:
         for _ in self.stream(messages, **kw):

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .chat_template import ChatTemplate, render
+from .generate import Timings
 from .toolcalls import THINK_END, THINK_START, Delta, StreamParser, openai_tool_calls, parse_output
 
 if TYPE_CHECKING:
@@ -223,41 +224,18 @@ class LoopGuard:
 
 
 @dataclass
-class ChatResult:
-    """One assistant turn: the parsed answer, how it ended, what was evaluated, and timings."""
+class ChatResult(Timings):
+    """One assistant turn: the parsed answer, how it ended, what was evaluated (prompt_eval_tokens: the
+    prompt ids actually evaluated, the rest came from the session), and timings."""
 
-    content: str
-    reasoning_content: str | None
-    tool_calls: list[dict[str, Any]]  # {"name": str, "arguments": dict}
-    finish_reason: str  # "stop" | "length" | "tool_calls" | "cancelled"
+    content: str = ""
+    reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name": str, "arguments": dict}
+    finish_reason: str = ""  # "stop" | "length" | "tool_calls" | "cancelled"
     text: str = ""  # the raw generated text
     token_ids: list[int] = field(default_factory=list)
-    prompt_tokens: int = 0
-    prompt_eval_tokens: int = 0  # prompt ids actually evaluated; the rest came from the session
-    completion_tokens: int = 0
-    prompt_seconds: float = 0.0
-    gen_seconds: float = 0.0
     thinking_tokens: int = 0
     loop_guard: str | None = None  # why the guard closed the thinking ("budget" | "repetition")
-
-    @property
-    def prompt_tps(self) -> float:
-        return self.prompt_eval_tokens / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
-
-    @property
-    def gen_tps(self) -> float:
-        return self.completion_tokens / self.gen_seconds if self.gen_seconds > 0 else 0.0
-
-    def timings(self) -> dict[str, float]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "prompt_eval_tokens": self.prompt_eval_tokens,
-            "completion_tokens": self.completion_tokens,
-            "prompt_seconds": self.prompt_seconds,
-            "gen_seconds": self.gen_seconds,
-            "prompt_tps": self.prompt_tps,
-            "gen_tps": self.gen_tps,
-        }
 
     def usage(self) -> dict[str, int]:
         return {

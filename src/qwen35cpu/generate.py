@@ -32,6 +32,7 @@ __all__ = [
     "GenerationState",
     "Piece",
     "StopMatcher",
+    "Timings",
     "Utf8Stream",
     "default_stop_tokens",
     "stream_tokens",
@@ -47,18 +48,15 @@ class Piece:
 
 
 @dataclass
-class GenerationResult:
-    """How a generation ended: the full text (stop string excluded), ids and timings."""
+class Timings:
+    """Token counts and seconds of one prompt evaluation and generation, and the rates from them
+    (shared by GenerationResult, the chat's ChatResult and the terminal's per-turn line)."""
 
-    text: str
-    token_ids: list[int]  # generated ids: a stop string's included, a stop token not
-    finish_reason: str  # "stop" | "length"
-    prompt_tokens: int  # length of the prompt
-    prompt_eval_tokens: int  # prompt tokens actually evaluated (fewer when a prefix was reused)
-    completion_tokens: int
-    prompt_seconds: float
-    gen_seconds: float
-    stop: str | int | None = None  # the stop string or stop token that ended it
+    prompt_tokens: int = 0  # length of the prompt
+    prompt_eval_tokens: int = 0  # prompt tokens actually evaluated (fewer when a prefix was reused)
+    completion_tokens: int = 0
+    prompt_seconds: float = 0.0
+    gen_seconds: float = 0.0
 
     @property
     def prompt_tps(self) -> float:
@@ -84,6 +82,17 @@ class GenerationResult:
             "prompt_tps": self.prompt_tps,
             "gen_tps": self.gen_tps,
         }
+
+
+@dataclass
+class GenerationResult(Timings):
+    """How a generation ended: the full text (stop string excluded), ids and timings."""
+
+    text: str = ""
+    # generated ids: a stop string's included, a stop token not
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: str = ""  # "stop" | "length"
+    stop: str | int | None = None  # the stop string or stop token that ended it
 
 
 @dataclass

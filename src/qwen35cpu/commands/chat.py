@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..generate import Timings
 from .generate import add_model_args, add_sampling_args, check_positive, context_length, load_model
 
 if TYPE_CHECKING:
@@ -189,21 +190,8 @@ class StopFlag:
 
 
 @dataclass
-class TurnStats:
-    prompt_tokens: int = 0
-    prompt_eval_tokens: int = 0
-    completion_tokens: int = 0
-    prompt_seconds: float = 0.0
-    gen_seconds: float = 0.0
+class TurnStats(Timings):
     finish_reason: str = ""
-
-    @property
-    def gen_tps(self) -> float:
-        return self.completion_tokens / self.gen_seconds if self.gen_seconds > 0 else 0.0
-
-    @property
-    def prompt_tps(self) -> float:
-        return self.prompt_eval_tokens / self.prompt_seconds if self.prompt_seconds > 0 else 0.0
 
     def line(self) -> str:
         return (
@@ -276,8 +264,9 @@ class Chat:
             deltas.close()  # an interrupted answer: the ChatSession records it as cancelled
         res = self.chat.last_result
         assert res is not None
-        st = TurnStats(res.prompt_tokens, res.prompt_eval_tokens, res.completion_tokens, res.prompt_seconds,
-                       res.gen_seconds, res.finish_reason)
+        st = TurnStats(prompt_tokens=res.prompt_tokens, prompt_eval_tokens=res.prompt_eval_tokens,
+                       completion_tokens=res.completion_tokens, prompt_seconds=res.prompt_seconds,
+                       gen_seconds=res.gen_seconds, finish_reason=res.finish_reason)
         if res.finish_reason == "cancelled":
             t1 = time.perf_counter()
             first = t_first if t_first is not None else t1
