@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--preset", default="397b", choices=PRESETS, help="model shape (default 397b)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     p.add_argument("--threads", type=int, metavar="N", help="quantizer threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=run)
 
 
@@ -40,16 +41,25 @@ def run(args: argparse.Namespace) -> int:
     out_type = str(args.type).lower()
     if out_type not in TYPES:
         raise ValueError(f"unsupported --type {args.type!r}; choose one of {', '.join(TYPES)}")
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
-    out = write_synth(
-        Path(args.output),
-        args.layers,
-        args.experts,
-        out_type,
-        args.preset,
-        args.seed,
-        n_threads=args.threads,
-    )
+    with tqdm(unit="B", unit_scale=True, desc=Path(args.output).name, disable=args.no_progress) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        out = write_synth(
+            Path(args.output),
+            args.layers,
+            args.experts,
+            out_type,
+            args.preset,
+            args.seed,
+            n_threads=args.threads,
+            progress=progress,
+        )
     size = out.stat().st_size
     print(f"wrote {out} ({size / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s")
     return 0
