@@ -159,3 +159,17 @@ def test_missing_output_folder(tmp_path: Path) -> None:
         write_synth(tmp_path / "no" / "x.gguf", 1, 4, "q2_k", "35b")
     with pytest.raises(ValueError, match="unknown preset"):
         write_synth(tmp_path / "x.gguf", 1, 4, "q2_k", "1t")
+
+
+@pytest.mark.parametrize("out_type", sorted(RECIPES))
+def test_every_converter_type_has_pools(out_type: str) -> None:
+    # Writing a slice per type would take minutes; the pools are the only type-dependent part of the
+    # writer, so building every pool a 35b slice needs (row sizes must match the plan) covers the type.
+    _, choices = synth_plan(4, 2, out_type, "35b")
+    pools = _PoolCache(0, 2)
+    for c in choices:
+        if c.qtype == QT.F32 and len(c.planned.shape) == 1:
+            continue
+        rows = int(np.prod(c.planned.shape[:-1]))
+        pool = pools.get(c.qtype, c.planned.shape[-1])
+        assert pool.shape[0] == POOL_ROWS and pool.shape[1] * rows == c.nbytes, c.planned.name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from .convert import TYPES
 
@@ -44,12 +45,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    with tqdm(unit="B", unit_scale=True, desc=Path(args.output).name, disable=args.no_progress) as bar:
+    bars: list[Any] = []  # made at the first tensor, so that an argument error prints one line only
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="B", unit_scale=True, desc=Path(args.output).name))
+        bars[0].update(done - bars[0].n)
 
+    try:
         out = write_synth(
             Path(args.output),
             args.layers,
@@ -58,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
             args.preset,
             args.seed,
             n_threads=args.threads,
-            progress=progress,
+            progress=None if args.no_progress else progress,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     size = out.stat().st_size
     print(f"wrote {out} ({size / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s")
     return 0
