@@ -126,12 +126,18 @@ def test_slice_loads_in_llama_cpp(slice_path: Path) -> None:
         pytest.skip("llama_cpp not installed (pip install qwen35cpu[bench])")
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(slice_path), n_ctx=64, n_threads=2, verbose=False, logits_all=False)
+    llm = llama_cpp.Llama(model_path=str(slice_path), n_ctx=64, n_threads=2, verbose=False, logits_all=True)
+    ours = qwen35cpu.load(slice_path, n_threads=2)
     toks = llm.tokenize(b"The quick brown fox", add_bos=False)
-    assert toks == qwen35cpu.load(slice_path).tokenize("The quick brown fox")
+    assert toks == ours.tokenize("The quick brown fox")  # the real tokenizer, read alike
     llm.eval(toks)
-    logits = np.asarray(llm.scores[llm.n_tokens - 1])
-    assert np.isfinite(logits).all()
+    theirs = np.asarray(llm.scores[llm.n_tokens - 1])
+    assert np.isfinite(theirs).all()
+    # Same file, same math: measured correlation 0.9998 on this slice, 0.9993 (mac192) and 0.9998
+    # (q4_k_m) on 4-layer 64-expert 397b slices, the rest being activation rounding and summation
+    # order; a tensor llama.cpp read in another layout than qwen35cpu would leave them uncorrelated.
+    mine = ours.session(64).eval(toks)
+    assert float(np.corrcoef(mine, theirs)[0, 1]) > 0.99
 
 
 @pytest.mark.parametrize(
