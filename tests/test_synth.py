@@ -179,3 +179,14 @@ def test_every_converter_type_has_pools(out_type: str) -> None:
         rows = int(np.prod(c.planned.shape[:-1]))
         pool = pools.get(c.qtype, c.planned.shape[-1])
         assert pool.shape[0] == POOL_ROWS and pool.shape[1] * rows == c.nbytes, c.planned.name
+
+
+def test_command_writes_a_loadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "one.gguf"
+    argv = ["synth", "-o", str(out), "--layers", "1", "--experts", "2", "--preset", "35b", "--type", "q2_k"]
+    assert cli.main([*argv, "--seed", "3", "--threads", "1", "--no-progress"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["one.gguf"]  # no temporary file left
+    m = qwen35cpu.load(out, n_threads=1)
+    assert m.metadata[f"{SYNTH_KEY}.seed"] == 3
+    assert m.metadata["qwen35moe.expert_used_count"] == 2  # the preset's top-8, capped at 2 experts

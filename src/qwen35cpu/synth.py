@@ -116,7 +116,7 @@ PRESETS: dict[str, Preset] = {
 
 @functools.lru_cache(maxsize=1)
 def _qwen35_vocab() -> Any:
-    """The Qwen3.5 tokenizer as the converter writes it (GgufVocab); built once per process (~10 s)."""
+    """The Qwen3.5 tokenizer as the converter writes it (GgufVocab); built once per process (about 5 s)."""
     from .convert.vocab import read_hf_vocab
     from .qwen_vocab import QWEN35_VOCAB_SIZE, write_qwen35_tokenizer_files
 
