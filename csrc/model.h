@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gguf.h"
@@ -186,6 +187,11 @@ class Session {
   // do not match the model or its n_past exceeds this session's n_ctx.
   void restore(const SessionState& s);
   int n_past() const { return st_.n_past; }
+  // Opt-in per-op timing: seconds spent in each op (embed, norm_residual, attention, deltanet,
+  // moe_router, moe_experts, lm_head) summed over eval calls since the last reset.
+  void set_profiling(bool on);
+  std::vector<std::pair<std::string, double>> op_times() const;
+  void reset_op_times();
   int n_ctx() const { return st_.n_ctx; }
   const Model& model() const { return *model_; }
 
