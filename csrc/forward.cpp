@@ -455,19 +455,22 @@ static void moe_decode(const Model& M, const MoeWeights& w, const float* xn, flo
     std::memcpy(hq + K * re, hs + K * I, rs);
   else
     vts->quantize_act(hs + K * I, hq + K * re, Is);
-  const float gt = sigmoid(sg);
-  pool.parallel_for(H, [&](int64_t r0, int64_t r1) {
+  // Each slot's down rows in order (one contiguous stream per matrix: interleaving the k+1
+  // matrices row by row measured slower), then the weighted sum, which is only (k+1) H flops.
+  float* ed = buf(s.ed, (K + 1) * H);  // [K+1, H]
+  pool.parallel_for((K + 1) * H, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
-      float acc = 0.0f;
-      for (int64_t i = 0; i < K; i++) {
-        const Mat& D = s.slot_d[i];
-        acc += s.slot_w[i] * D.tt->vec_dot(I, D.row(r), hq + i * re);
-      }
-      const Mat& D = s.slot_d[K];
-      acc += gt * D.tt->vec_dot(Is, D.row(r), hq + K * re);
-      out[r] = acc;
+      const int64_t i = r / H;
+      const Mat& D = s.slot_d[i];
+      ed[r] = D.tt->vec_dot(i < K ? I : Is, D.row(r - i * H), hq + i * re);
     }
   });
+  const float gt = sigmoid(sg);
+  for (int64_t r = 0; r < H; r++) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < K; i++) acc += s.slot_w[i] * ed[i * H + r];
+    out[r] = acc + gt * ed[K * H + r];
+  }
   add_time(s, OP_MOE_EXPERTS, t0);
 }
 
