@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "f16_rows.h"
 #include "model.h"
 
 namespace q35 {
@@ -21,7 +22,7 @@ constexpr int64_t MAX_BATCH = 512;
 struct Scratch {
   std::vector<float> x, xn, out;          // [T, H] residual, normed input, layer output
   std::vector<float> qg, k, v, o;         // attention: [T, 2*nh*D], [T, nkv*D] x2, [T, nh*D]
-  std::vector<std::vector<float>> att;    // per thread: [n_ctx] scores
+  std::vector<std::vector<float>> att;    // per thread: [n_ctx] scores, then [2, D] K/V row as float
   std::vector<float> mqkv, cv, z, b, a, y;  // DeltaNet: [T, conv_dim] x2, [T, nv*dv], [T, nv] x2, [T, nv*dv]
   std::vector<float> rl;                  // router logits [T, E]
   std::vector<int> sel;                   // [T, k] chosen experts
@@ -177,7 +178,8 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
   }
 
   // Per-head RMSNorm, then RoPE, then append K and V to the cache.
-  const size_t need = static_cast<size_t>(st.n_past + T) * kv_dim;
+  const size_t vb = static_cast<size_t>(st.kv_value_bytes);
+  const size_t need = static_cast<size_t>(st.n_past + T) * kv_dim * vb;
   if (st.k_cache[kv].size() < need) {
     st.k_cache[kv].resize(need);
     st.v_cache[kv].resize(need);
@@ -194,17 +196,33 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
       rmsnorm(kh, kh, w.k_norm.data(), D, c.eps);
       rope(kh, s.inv_freq.data(), c.n_rot, pos);
     }
-    std::memcpy(st.k_cache[kv].data() + static_cast<size_t>(pos) * kv_dim, k + t * kv_dim, kv_dim * sizeof(float));
-    std::memcpy(st.v_cache[kv].data() + static_cast<size_t>(pos) * kv_dim, v + t * kv_dim, kv_dim * sizeof(float));
+    uint8_t* kd = st.k_cache[kv].data() + static_cast<size_t>(pos) * kv_dim * vb;
+    uint8_t* vd = st.v_cache[kv].data() + static_cast<size_t>(pos) * kv_dim * vb;
+    if (vb == 2) {
+      f32_to_f16_row(k + t * kv_dim, reinterpret_cast<uint16_t*>(kd), kv_dim);
+      f32_to_f16_row(v + t * kv_dim, reinterpret_cast<uint16_t*>(vd), kv_dim);
+    } else {
+      std::memcpy(kd, k + t * kv_dim, kv_dim * sizeof(float));
+      std::memcpy(vd, v + t * kv_dim, kv_dim * sizeof(float));
+    }
   }
 
   // Causal softmax attention per (token, head); query head h reads KV head h / (nh / nkv).
   float* o = buf(s.o, T * nh * D);  // [T, nh*D]
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const float* kc = st.k_cache[kv].data();
-  const float* vc = st.v_cache[kv].data();
+  const uint8_t* kc = st.k_cache[kv].data();
+  const uint8_t* vc = st.v_cache[kv].data();
+  const size_t row_b = static_cast<size_t>(kv_dim) * vb;
   pool.run([&](int ith, int nth) {
-    std::vector<float>& sc = s.att[ith];
+    float* sc = s.att[ith].data();
+    float* kf = sc + st.n_ctx;  // an F16 row converted
+    // Key/value head g of position j as floats.
+    auto row = [&](const uint8_t* cache, int j, int g) -> const float* {
+      const uint8_t* p = cache + static_cast<size_t>(j) * row_b + static_cast<size_t>(g) * D * vb;
+      if (vb == 4) return reinterpret_cast<const float*>(p);
+      f16_to_f32_row(reinterpret_cast<const uint16_t*>(p), kf, D);
+      return kf;
+    };
     for (int64_t idx = ith; idx < T * nh; idx += nth) {
       const int64_t t = idx / nh;
       const int h = static_cast<int>(idx % nh);
@@ -213,7 +231,7 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
       const float* q = qg + t * qg_dim + h * 2 * D;
       float mx = -INFINITY;
       for (int j = 0; j < n_keys; j++) {
-        const float* kj = kc + static_cast<size_t>(j) * kv_dim + g * D;
+        const float* kj = row(kc, j, g);
         float d = 0.0f;
         for (int i = 0; i < D; i++) d += q[i] * kj[i];
         sc[j] = d * scale;
@@ -228,7 +246,7 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
       std::fill(oh, oh + D, 0.0f);
       for (int j = 0; j < n_keys; j++) {
         const float p = sc[j] / sum;
-        const float* vj = vc + static_cast<size_t>(j) * kv_dim + g * D;
+        const float* vj = row(vc, j, g);
         for (int i = 0; i < D; i++) oh[i] += p * vj[i];
       }
       const float* gate = q + D;  // output gate: O *= sigmoid(gate)
@@ -598,6 +616,7 @@ static void forward_batch(const Model& M, SeqState& st, Scratch& s, const int32_
 
 void SeqState::init(const Config& cfg, int ctx) {
   n_ctx = ctx;
+  kv_value_bytes = cfg.kv_value_bytes;
   const int n_attn = cfg.n_attn_layers();
   const int n_dn = cfg.n_layer - n_attn;
   k_cache.assign(n_attn, {});
@@ -655,7 +674,7 @@ void Session::eval(const int32_t* ids, int64_t n, bool all_logits, float* out) {
   Scratch& s = *scratch_;
   s.att.resize(model_->pool().size());
   for (auto& a : s.att)
-    if (a.size() < static_cast<size_t>(st_.n_ctx)) a.resize(st_.n_ctx);
+    if (a.size() < static_cast<size_t>(st_.n_ctx + c.head_dim)) a.resize(st_.n_ctx + c.head_dim);
   const int64_t V = c.n_vocab;
   for (int64_t off = 0; off < n; off += MAX_BATCH) {
     const int64_t T = std::min(MAX_BATCH, n - off);

@@ -80,3 +80,26 @@ def test_greedy_identical_across_thread_counts(hf_dir: Path, tmp_path: Path, qty
     s = _core.Session(_core.Model(str(path), 2), len(seq))
     all_lg = np.asarray(s.eval(seq, True))
     assert np.array_equal(all_lg[len(PROMPT) - 1 :], lg1), f"{qtype}: decode and prompt paths differ"
+
+
+def test_quantized_model_keeps_f16_kv_rows(hf_dir: Path, tmp_path: Path) -> None:
+    """Quantized files get an F16 KV cache (2 bytes a value; float files keep F32, see
+    Config::kv_value_bytes): snapshots and blobs hold F16 rows; a blob round trip continues bit-identically."""
+    c = CFG
+    # Per token: K and V of the one attention layer.
+    kv_values = 2 * 1 * c["num_key_value_heads"] * c["head_dim"]
+    n = len(PROMPT)
+    sizes = {}
+    for qtype in ("f32", "q8_0"):
+        path = convert(hf_dir, tmp_path / f"{qtype}.gguf", qtype, progress=False)
+        model = _core.Model(str(path), 2)
+        s = _core.Session(model, n + 4)
+        s.eval(PROMPT[:-1], False)
+        st0 = s.snapshot()
+        sizes[qtype] = _core.Session(model, n + 4).snapshot().nbytes  # recurrent parts only
+        assert st0.nbytes - sizes[qtype] == kv_values * (n - 1) * (4 if qtype == "f32" else 2)
+        want = s.eval(PROMPT[-1:], False)
+        back = _core.SessionState.deserialize(model, st0.serialize(), None)
+        s2 = _core.Session(model, n + 4)
+        s2.restore(back)
+        assert np.array_equal(s2.eval(PROMPT[-1:], False), want)
