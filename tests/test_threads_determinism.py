@@ -84,7 +84,8 @@ def test_greedy_identical_across_thread_counts(hf_dir: Path, tmp_path: Path, qty
 
 def test_quantized_model_keeps_f16_kv_rows(hf_dir: Path, tmp_path: Path) -> None:
     """Quantized files get an F16 KV cache (2 bytes a value; float files keep F32, see
-    Config::kv_value_bytes): snapshots and blobs hold F16 rows; a blob round trip continues bit-identically."""
+    Config::kv_value_bytes): snapshots and blobs hold F16 rows; a blob round trip continues
+    bit-identically."""
     c = CFG
     # Per token: K and V of the one attention layer.
     kv_values = 2 * 1 * c["num_key_value_heads"] * c["head_dim"]
