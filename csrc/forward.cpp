@@ -68,6 +68,18 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps) {
   for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
+// a . b with eight independent partial sums: a single running sum is one dependent add chain
+// the compiler may not reorder (no -ffast-math), so it neither vectorizes nor pipelines.
+inline float dot_f32(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+  float tail = 0.0f;
+  for (; i < n; i++) tail += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
 // x *= (sum x^2 + eps)^-1/2, as HF's l2norm in the DeltaNet.
 void l2norm(float* x, int64_t n, float eps) {
   double ss = 0.0;
@@ -231,10 +243,7 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
       const float* q = qg + t * qg_dim + h * 2 * D;
       float mx = -INFINITY;
       for (int j = 0; j < n_keys; j++) {
-        const float* kj = row(kc, j, g);
-        float d = 0.0f;
-        for (int i = 0; i < D; i++) d += q[i] * kj[i];
-        sc[j] = d * scale;
+        sc[j] = dot_f32(q, row(kc, j, g), D) * scale;
         mx = std::max(mx, sc[j]);
       }
       float sum = 0.0f;
