@@ -18,11 +18,13 @@ namespace q35 {
 
 // Tokens per internal batch: bounds scratch memory for long prompts.
 constexpr int64_t MAX_BATCH = 512;
+// Query heads sharing one pass over a KV head's rows (attention), at most.
+constexpr int kAttnHeadsPerUnit = 4;
 
 struct Scratch {
   std::vector<float> x, xn, out;          // [T, H] residual, normed input, layer output
   std::vector<float> qg, k, v, o;         // attention: [T, 2*nh*D], [T, nkv*D] x2, [T, nh*D]
-  std::vector<std::vector<float>> att;    // per thread: [n_ctx] scores, then [2, D] K/V row as float
+  std::vector<std::vector<float>> att;    // per thread: [kAttnHeadsPerUnit, n_ctx] scores, a [D] row
   std::vector<float> mqkv, cv, z, b, a, y;  // DeltaNet: [T, conv_dim] x2, [T, nv*dv], [T, nv] x2, [T, nv*dv]
   std::vector<float> rl;                  // router logits [T, E]
   std::vector<int> sel;                   // [T, k] chosen experts
@@ -220,14 +222,24 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
   }
 
   // Causal softmax attention per (token, head); query head h reads KV head h / (nh / nkv).
+  // A unit of work is one token and up to kAttnHeadsPerUnit heads of one KV head, so each K and
+  // V row is read (and converted from F16) once per unit rather than once per head. Units are
+  // made small enough to keep every thread busy; each head's arithmetic is the same whatever
+  // the unit size, so results do not depend on the thread count.
   float* o = buf(s.o, T * nh * D);  // [T, nh*D]
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const uint8_t* kc = st.k_cache[kv].data();
   const uint8_t* vc = st.v_cache[kv].data();
   const size_t row_b = static_cast<size_t>(kv_dim) * vb;
+  const int hpg = nh / nkv;  // query heads per KV head
+  const int64_t fill = T * nh / (2 * static_cast<int64_t>(pool.size()));  // ~2 units per thread
+  const int hc = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({kAttnHeadsPerUnit, hpg, fill})));
+  const int n_chunk = (hpg + hc - 1) / hc;
+  const int64_t units = T * nkv * n_chunk;
+  const size_t n_ctx = static_cast<size_t>(st.n_ctx);
   pool.run([&](int ith, int nth) {
-    float* sc = s.att[ith].data();
-    float* kf = sc + st.n_ctx;  // an F16 row converted
+    float* sc = s.att[ith].data();                 // [hc][n_ctx] scores
+    float* kf = sc + kAttnHeadsPerUnit * n_ctx;  // an F16 row converted
     // Key/value head g of position j as floats.
     auto row = [&](const uint8_t* cache, int j, int g) -> const float* {
       const uint8_t* p = cache + static_cast<size_t>(j) * row_b + static_cast<size_t>(g) * D * vb;
@@ -235,31 +247,46 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
       f16_to_f32_row(reinterpret_cast<const uint16_t*>(p), kf, D);
       return kf;
     };
-    for (int64_t idx = ith; idx < T * nh; idx += nth) {
-      const int64_t t = idx / nh;
-      const int h = static_cast<int>(idx % nh);
-      const int g = h / (nh / nkv);
+    float mx[kAttnHeadsPerUnit], sum[kAttnHeadsPerUnit];
+    for (int64_t u = ith; u < units; u += nth) {
+      const int64_t t = u / (nkv * n_chunk);
+      const int g = static_cast<int>(u / n_chunk % nkv);
+      const int h0 = g * hpg + static_cast<int>(u % n_chunk) * hc;
+      const int nhu = std::min(hc, (g + 1) * hpg - h0);  // heads of this unit
       const int n_keys = st.n_past + static_cast<int>(t) + 1;
-      const float* q = qg + t * qg_dim + h * 2 * D;
-      float mx = -INFINITY;
+      const float* q0 = qg + t * qg_dim + static_cast<int64_t>(h0) * 2 * D;  // head h0 + i at q0 + i*2D
+      for (int i = 0; i < nhu; i++) mx[i] = -INFINITY;
       for (int j = 0; j < n_keys; j++) {
-        sc[j] = dot_f32(q, row(kc, j, g), D) * scale;
-        mx = std::max(mx, sc[j]);
+        const float* kj = row(kc, j, g);
+        for (int i = 0; i < nhu; i++) {
+          const float d = dot_f32(q0 + i * 2 * D, kj, D) * scale;
+          sc[i * n_ctx + j] = d;
+          mx[i] = std::max(mx[i], d);
+        }
       }
-      float sum = 0.0f;
-      for (int j = 0; j < n_keys; j++) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
+      for (int i = 0; i < nhu; i++) {
+        float* si = sc + i * n_ctx;
+        sum[i] = 0.0f;
+        for (int j = 0; j < n_keys; j++) {
+          si[j] = std::exp(si[j] - mx[i]);
+          sum[i] += si[j];
+        }
+        float* oh = o + t * nh * D + static_cast<int64_t>(h0 + i) * D;
+        std::fill(oh, oh + D, 0.0f);
       }
-      float* oh = o + t * nh * D + h * D;
-      std::fill(oh, oh + D, 0.0f);
       for (int j = 0; j < n_keys; j++) {
-        const float p = sc[j] / sum;
         const float* vj = row(vc, j, g);
-        for (int i = 0; i < D; i++) oh[i] += p * vj[i];
+        for (int i = 0; i < nhu; i++) {
+          const float p = sc[i * n_ctx + j] / sum[i];
+          float* oh = o + t * nh * D + static_cast<int64_t>(h0 + i) * D;
+          for (int x = 0; x < D; x++) oh[x] += p * vj[x];
+        }
       }
-      const float* gate = q + D;  // output gate: O *= sigmoid(gate)
-      for (int i = 0; i < D; i++) oh[i] *= sigmoid(gate[i]);
+      for (int i = 0; i < nhu; i++) {
+        float* oh = o + t * nh * D + static_cast<int64_t>(h0 + i) * D;
+        const float* gate = q0 + i * 2 * D + D;  // output gate: O *= sigmoid(gate)
+        for (int x = 0; x < D; x++) oh[x] *= sigmoid(gate[x]);
+      }
     }
   });
   matmul(pool, w.wo, o, T, out, s);
@@ -683,7 +710,8 @@ void Session::eval(const int32_t* ids, int64_t n, bool all_logits, float* out) {
   Scratch& s = *scratch_;
   s.att.resize(model_->pool().size());
   for (auto& a : s.att)
-    if (a.size() < static_cast<size_t>(st_.n_ctx + c.head_dim)) a.resize(st_.n_ctx + c.head_dim);
+    if (a.size() < static_cast<size_t>(kAttnHeadsPerUnit) * st_.n_ctx + c.head_dim)
+      a.resize(static_cast<size_t>(kAttnHeadsPerUnit) * st_.n_ctx + c.head_dim);
   const int64_t V = c.n_vocab;
   for (int64_t off = 0; off < n; off += MAX_BATCH) {
     const int64_t T = std::min(MAX_BATCH, n - off);
