@@ -20,9 +20,11 @@ inline void spin_pause(uint32_t i) {
   if ((i & 255u) == 255u) std::this_thread::yield();
 }
 
-// Spins before a worker parks: about a millisecond of pauses, longer than the gap between two
-// jobs of one decode step, far shorter than the gap between user calls.
-constexpr uint32_t kSpinBeforePark = 1u << 14;
+// Spins before a worker parks: a few hundred microseconds of pauses (a pause is ~40-140 cycles),
+// far longer than the gap between two jobs of one decode step (microseconds) and than the usual
+// gap between two decode steps (sampling), short enough that idle workers soon stop taking CPU
+// from other threads of the application.
+constexpr uint32_t kSpinBeforePark = 1u << 12;
 
 }  // namespace
 
