@@ -143,5 +143,17 @@ void bind_model(py::module_& m) {
           "A copy of the state; KV chunks equal to base's are shared with it instead of copied.")
       .def("restore", &Session::restore, py::arg("state"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("n_past", &Session::n_past)
-      .def_property_readonly("n_ctx", &Session::n_ctx);
+      .def_property_readonly("n_ctx", &Session::n_ctx)
+      .def("set_profiling", &Session::set_profiling, py::arg("on"),
+           "Opt-in per-op timing of eval (a clock read per op; off by default).")
+      .def(
+          "op_times",
+          [](const Session& s) {
+            py::dict d;
+            for (const auto& kv : s.op_times()) d[py::str(kv.first)] = kv.second;
+            return d;
+          },
+          "Seconds per op (embed, norm_residual, attention, deltanet, moe_router, moe_experts, lm_head) "
+          "summed over eval calls while profiling was on, since the last reset_op_times().")
+      .def("reset_op_times", &Session::reset_op_times);
 }

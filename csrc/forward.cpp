@@ -4,32 +4,52 @@
 // norms carry their (1 + w), ssm_a holds -exp(A_log), DeltaNet value heads are "tiled"
 // (value head j reads key head j mod nk).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 
+#include "f16_rows.h"
 #include "model.h"
 
 namespace q35 {
 
 // Tokens per internal batch: bounds scratch memory for long prompts.
 constexpr int64_t MAX_BATCH = 512;
+// Query heads sharing one pass over a KV head's rows (attention), at most.
+constexpr int kAttnHeadsPerUnit = 4;
 
 struct Scratch {
   std::vector<float> x, xn, out;          // [T, H] residual, normed input, layer output
   std::vector<float> qg, k, v, o;         // attention: [T, 2*nh*D], [T, nkv*D] x2, [T, nh*D]
-  std::vector<std::vector<float>> att;    // per thread: [n_ctx] scores
+  std::vector<std::vector<float>> att;    // per thread: [kAttnHeadsPerUnit, n_ctx] scores, a [D] row
   std::vector<float> mqkv, cv, z, b, a, y;  // DeltaNet: [T, conv_dim] x2, [T, nv*dv], [T, nv] x2, [T, nv*dv]
   std::vector<float> rl;                  // router logits [T, E]
   std::vector<int> sel;                   // [T, k] chosen experts
   std::vector<float> selw;                // [T, k] their weights
   std::vector<float> ex, eg, eu, ed;      // expert batch: [n_e, H], [n_e, I] x2, [n_e, H]
   std::vector<float> sg;                  // [T] shared-expert gate logits
-  std::vector<uint8_t> xq;                // activations in the weight's dot-product type
+  std::vector<uint8_t> qa[T_COUNT];       // one input's activations in each dot-product type (see Act)
+  std::vector<float> dtmp;                // DeltaNet: per value head [2, dv] (pred, o)
+  std::vector<int> order;                 // [E] router ranking
+  std::vector<std::vector<std::pair<int64_t, float>>> users;  // expert -> (token, weight)
+  // MoE decode (T = 1): K routed slots then the shared one.
+  std::vector<int> slot_e;                // [K] the chosen experts, ascending
+  std::vector<float> slot_w;              // [K] their weights
+  std::vector<Mat> slot_g, slot_u, slot_d;  // [K+1] each slot's gate, up, down matrix
+  std::vector<float> hs;                  // [K*I + Is] silu(gate) * up of every slot
+  std::vector<uint8_t> hq;                // hs, each slot's row in its down matrix's dot type
   std::vector<float> inv_freq;            // [n_rot / 2]
+  // Opt-in per-op timing (Session::set_profiling): seconds per op, summed over calls.
+  bool profiling = false;
+  double op_s[8] = {};
 };
+
+const char* const kOpNames[8] = {"embed", "norm_residual", "attention", "deltanet",
+                                 "moe_router", "moe_experts", "lm_head", "other"};
+enum Op { OP_EMBED, OP_NORM, OP_ATTN, OP_DELTANET, OP_MOE_ROUTER, OP_MOE_EXPERTS, OP_LM_HEAD, OP_OTHER };
 
 namespace {
 
@@ -48,6 +68,18 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t n, float eps) {
   for (int64_t i = 0; i < n; i++) ss += static_cast<double>(x[i]) * x[i];
   const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
   for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+// a . b with eight independent partial sums: a single running sum is one dependent add chain
+// the compiler may not reorder (no -ffast-math), so it neither vectorizes nor pipelines.
+inline float dot_f32(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+  float tail = 0.0f;
+  for (; i < n; i++) tail += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
 // x *= (sum x^2 + eps)^-1/2, as HF's l2norm in the DeltaNet.
@@ -71,26 +103,71 @@ void rope(float* x, const float* inv_freq, int n_rot, int pos) {
   }
 }
 
-// Y[t, r] = W.row(r) . X[t] for t < T, r < W.n_out. X: [T, W.n_in] float, Y: [T, W.n_out].
-// Activations are converted once to the weight's dot-product type.
-void matmul(ThreadPool& pool, const Mat& W, const float* X, int64_t T, float* Y, std::vector<uint8_t>& xq) {
-  const int64_t n_in = W.n_in, n_out = W.n_out;
-  const uint8_t* xa = reinterpret_cast<const uint8_t*>(X);
-  size_t xrow = static_cast<size_t>(n_in) * sizeof(float);
-  if (W.tt->vec_dot_type != T_F32) {
-    const TypeTraits* vt = type_traits(W.tt->vec_dot_type);
-    xrow = row_size(*vt, n_in);
-    if (xq.size() < xrow * T) xq.resize(xrow * T);
-    for (int64_t t = 0; t < T; t++) vt->quantize_act(X + t * n_in, xq.data() + t * xrow, n_in);
-    xa = xq.data();
+// One matrix input [T, n] float, converted on first use to each dot-product type asked for, so
+// matrices sharing the input (q/k/v, gate/up, ...) quantize it once. The converted rows live in
+// Scratch::qa, one buffer per type: only the newest Act of a type is valid.
+struct Act {
+  Scratch& s;
+  const float* X;
+  int64_t T, n;
+  uint64_t done = 0;  // bit per type already converted
+  Act(Scratch& sc, const float* x, int64_t t, int64_t n_in) : s(sc), X(x), T(t), n(n_in) {}
+  const uint8_t* get(uint32_t vt, size_t* xrow) {
+    if (vt == T_F32) {
+      *xrow = static_cast<size_t>(n) * sizeof(float);
+      return reinterpret_cast<const uint8_t*>(X);
+    }
+    const TypeTraits* tt = type_traits(vt);
+    *xrow = row_size(*tt, n);
+    std::vector<uint8_t>& b = s.qa[vt];
+    if (!(done >> vt & 1u)) {
+      if (b.size() < *xrow * T) b.resize(*xrow * T);
+      for (int64_t t = 0; t < T; t++) tt->quantize_act(X + t * n, b.data() + t * *xrow, n);
+      done |= uint64_t{1} << vt;
+    }
+    return b.data();
   }
-  const vec_dot_fn dot = W.tt->vec_dot;
-  pool.parallel_for(n_out, [&](int64_t r0, int64_t r1) {
+};
+
+// One matrix of a multi-matrix product: Y[t, r] = W.row(r) . x[t] (x already in W's dot type).
+struct Seg {
+  const Mat* W;
+  const uint8_t* x;
+  size_t xrow;
+  float* Y;  // [T, W->n_out]
+};
+
+inline Seg seg(const Mat& W, Act& a, float* Y) {
+  Seg g{&W, nullptr, 0, Y};
+  g.x = a.get(W.tt->vec_dot_type, &g.xrow);
+  return g;
+}
+
+// All rows of several matrices as one parallel job (one barrier). Every output row is computed
+// by the same code whatever the thread split, so results do not depend on the thread count.
+void matmul_segs(ThreadPool& pool, const Seg* segs, int ns, int64_t T) {
+  int64_t total = 0;
+  for (int i = 0; i < ns; i++) total += segs[i].W->n_out;
+  pool.parallel_for(total, [&](int64_t r0, int64_t r1) {
+    int si = 0;
+    int64_t base = 0;
+    while (r0 >= base + segs[si].W->n_out) base += segs[si++].W->n_out;
     for (int64_t r = r0; r < r1; r++) {
-      const uint8_t* w = W.row(r);
-      for (int64_t t = 0; t < T; t++) Y[t * n_out + r] = dot(n_in, w, xa + t * xrow);
+      if (r - base >= segs[si].W->n_out) base += segs[si++].W->n_out;
+      const Seg& g = segs[si];
+      const Mat& W = *g.W;
+      const int64_t i = r - base;
+      const uint8_t* w = W.row(i);
+      for (int64_t t = 0; t < T; t++) g.Y[t * W.n_out + i] = W.tt->vec_dot(W.n_in, w, g.x + t * g.xrow);
     }
   });
+}
+
+// Y = X W^T for X [T, W.n_in] float.
+void matmul(ThreadPool& pool, const Mat& W, const float* X, int64_t T, float* Y, Scratch& s) {
+  Act a(s, X, T, W.n_in);
+  const Seg g = seg(W, a, Y);
+  matmul_segs(pool, &g, 1, T);
 }
 
 }  // namespace
@@ -108,12 +185,15 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
   float* qg = buf(s.qg, T * qg_dim);  // [T, nh, 2D]: per head [q | gate]
   float* k = buf(s.k, T * kv_dim);    // [T, nkv, D]
   float* v = buf(s.v, T * kv_dim);    // [T, nkv, D]
-  matmul(pool, w.wq, xn, T, qg, s.xq);
-  matmul(pool, w.wk, xn, T, k, s.xq);
-  matmul(pool, w.wv, xn, T, v, s.xq);
+  {
+    Act ax(s, xn, T, c.n_embd);
+    const Seg segs[3] = {seg(w.wq, ax, qg), seg(w.wk, ax, k), seg(w.wv, ax, v)};
+    matmul_segs(pool, segs, 3, T);
+  }
 
   // Per-head RMSNorm, then RoPE, then append K and V to the cache.
-  const size_t need = static_cast<size_t>(st.n_past + T) * kv_dim;
+  const size_t vb = static_cast<size_t>(st.kv_value_bytes);
+  const size_t need = static_cast<size_t>(st.n_past + T) * kv_dim * vb;
   if (st.k_cache[kv].size() < need) {
     st.k_cache[kv].resize(need);
     st.v_cache[kv].resize(need);
@@ -130,48 +210,86 @@ static void attention_layer(const Model& M, const AttnWeights& w, SeqState& st, 
       rmsnorm(kh, kh, w.k_norm.data(), D, c.eps);
       rope(kh, s.inv_freq.data(), c.n_rot, pos);
     }
-    std::memcpy(st.k_cache[kv].data() + static_cast<size_t>(pos) * kv_dim, k + t * kv_dim, kv_dim * sizeof(float));
-    std::memcpy(st.v_cache[kv].data() + static_cast<size_t>(pos) * kv_dim, v + t * kv_dim, kv_dim * sizeof(float));
+    uint8_t* kd = st.k_cache[kv].data() + static_cast<size_t>(pos) * kv_dim * vb;
+    uint8_t* vd = st.v_cache[kv].data() + static_cast<size_t>(pos) * kv_dim * vb;
+    if (vb == 2) {
+      f32_to_f16_row(k + t * kv_dim, reinterpret_cast<uint16_t*>(kd), kv_dim);
+      f32_to_f16_row(v + t * kv_dim, reinterpret_cast<uint16_t*>(vd), kv_dim);
+    } else {
+      std::memcpy(kd, k + t * kv_dim, kv_dim * sizeof(float));
+      std::memcpy(vd, v + t * kv_dim, kv_dim * sizeof(float));
+    }
   }
 
   // Causal softmax attention per (token, head); query head h reads KV head h / (nh / nkv).
+  // A unit of work is one token and up to kAttnHeadsPerUnit heads of one KV head, so each K and
+  // V row is read (and converted from F16) once per unit rather than once per head. Units are
+  // made small enough to keep every thread busy; each head's arithmetic is the same whatever
+  // the unit size, so results do not depend on the thread count.
   float* o = buf(s.o, T * nh * D);  // [T, nh*D]
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const float* kc = st.k_cache[kv].data();
-  const float* vc = st.v_cache[kv].data();
+  const uint8_t* kc = st.k_cache[kv].data();
+  const uint8_t* vc = st.v_cache[kv].data();
+  const size_t row_b = static_cast<size_t>(kv_dim) * vb;
+  const int hpg = nh / nkv;  // query heads per KV head
+  const int64_t fill = T * nh / (2 * static_cast<int64_t>(pool.size()));  // ~2 units per thread
+  const int hc = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({kAttnHeadsPerUnit, hpg, fill})));
+  const int n_chunk = (hpg + hc - 1) / hc;
+  const int64_t units = T * nkv * n_chunk;
+  const size_t n_ctx = static_cast<size_t>(st.n_ctx);
   pool.run([&](int ith, int nth) {
-    std::vector<float>& sc = s.att[ith];
-    for (int64_t idx = ith; idx < T * nh; idx += nth) {
-      const int64_t t = idx / nh;
-      const int h = static_cast<int>(idx % nh);
-      const int g = h / (nh / nkv);
+    float* sc = s.att[ith].data();                 // [hc][n_ctx] scores
+    float* kf = sc + kAttnHeadsPerUnit * n_ctx;  // an F16 row converted
+    // Key/value head g of position j as floats.
+    auto row = [&](const uint8_t* cache, int j, int g) -> const float* {
+      const uint8_t* p = cache + static_cast<size_t>(j) * row_b + static_cast<size_t>(g) * D * vb;
+      if (vb == 4) return reinterpret_cast<const float*>(p);
+      f16_to_f32_row(reinterpret_cast<const uint16_t*>(p), kf, D);
+      return kf;
+    };
+    float mx[kAttnHeadsPerUnit], sum[kAttnHeadsPerUnit];
+    for (int64_t u = ith; u < units; u += nth) {
+      const int64_t t = u / (nkv * n_chunk);
+      const int g = static_cast<int>(u / n_chunk % nkv);
+      const int h0 = g * hpg + static_cast<int>(u % n_chunk) * hc;
+      const int nhu = std::min(hc, (g + 1) * hpg - h0);  // heads of this unit
       const int n_keys = st.n_past + static_cast<int>(t) + 1;
-      const float* q = qg + t * qg_dim + h * 2 * D;
-      float mx = -INFINITY;
+      const float* q0 = qg + t * qg_dim + static_cast<int64_t>(h0) * 2 * D;  // head h0 + i at q0 + i*2D
+      for (int i = 0; i < nhu; i++) mx[i] = -INFINITY;
       for (int j = 0; j < n_keys; j++) {
-        const float* kj = kc + static_cast<size_t>(j) * kv_dim + g * D;
-        float d = 0.0f;
-        for (int i = 0; i < D; i++) d += q[i] * kj[i];
-        sc[j] = d * scale;
-        mx = std::max(mx, sc[j]);
+        const float* kj = row(kc, j, g);
+        for (int i = 0; i < nhu; i++) {
+          const float d = dot_f32(q0 + i * 2 * D, kj, D) * scale;
+          sc[i * n_ctx + j] = d;
+          mx[i] = std::max(mx[i], d);
+        }
       }
-      float sum = 0.0f;
+      for (int i = 0; i < nhu; i++) {
+        float* si = sc + i * n_ctx;
+        sum[i] = 0.0f;
+        for (int j = 0; j < n_keys; j++) {
+          si[j] = std::exp(si[j] - mx[i]);
+          sum[i] += si[j];
+        }
+        float* oh = o + t * nh * D + static_cast<int64_t>(h0 + i) * D;
+        std::fill(oh, oh + D, 0.0f);
+      }
       for (int j = 0; j < n_keys; j++) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
+        const float* vj = row(vc, j, g);
+        for (int i = 0; i < nhu; i++) {
+          const float p = sc[i * n_ctx + j] / sum[i];
+          float* oh = o + t * nh * D + static_cast<int64_t>(h0 + i) * D;
+          for (int x = 0; x < D; x++) oh[x] += p * vj[x];
+        }
       }
-      float* oh = o + t * nh * D + h * D;
-      std::fill(oh, oh + D, 0.0f);
-      for (int j = 0; j < n_keys; j++) {
-        const float p = sc[j] / sum;
-        const float* vj = vc + static_cast<size_t>(j) * kv_dim + g * D;
-        for (int i = 0; i < D; i++) oh[i] += p * vj[i];
+      for (int i = 0; i < nhu; i++) {
+        float* oh = o + t * nh * D + static_cast<int64_t>(h0 + i) * D;
+        const float* gate = q0 + i * 2 * D + D;  // output gate: O *= sigmoid(gate)
+        for (int x = 0; x < D; x++) oh[x] *= sigmoid(gate[x]);
       }
-      const float* gate = q + D;  // output gate: O *= sigmoid(gate)
-      for (int i = 0; i < D; i++) oh[i] *= sigmoid(gate[i]);
     }
   });
-  matmul(pool, w.wo, o, T, out, s.xq);
+  matmul(pool, w.wo, o, T, out, s);
 }
 
 // ---------------------------------------------------------------- Gated DeltaNet
@@ -189,10 +307,11 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
   float* z = buf(s.z, T * vdim);   // [T, nv*dv] output-gate input
   float* b = buf(s.b, T * nv);     // [T, nv]
   float* a = buf(s.a, T * nv);     // [T, nv]
-  matmul(pool, w.wqkv, xn, T, m, s.xq);
-  matmul(pool, w.wgate, xn, T, z, s.xq);
-  matmul(pool, w.wbeta, xn, T, b, s.xq);
-  matmul(pool, w.walpha, xn, T, a, s.xq);
+  {
+    Act ax(s, xn, T, c.n_embd);
+    const Seg segs[4] = {seg(w.wqkv, ax, m), seg(w.wgate, ax, z), seg(w.wbeta, ax, b), seg(w.walpha, ax, a)};
+    matmul_segs(pool, segs, 4, T);
+  }
 
   // Causal depthwise conv over [conv state (Kc-1 rows); m], then SiLU. cv: [T, C].
   float* cv = buf(s.cv, T * C);
@@ -240,9 +359,11 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
   //   S *= exp(g); pred = S^T k; delta = beta (v - pred); S += k delta^T; o = S^T q
   // then the gated RMSNorm y = o / rms(o) * norm * silu(z).
   float* y = buf(s.y, T * vdim);  // [T, nv*dv]
+  float* dtmp = buf(s.dtmp, static_cast<size_t>(nv) * 2 * dv);
   pool.parallel_for(nv, [&](int64_t j0, int64_t j1) {
-    std::vector<float> pred(dv), o(dv);
     for (int64_t j = j0; j < j1; j++) {
+      float* pred = dtmp + j * 2 * dv;
+      float* o = pred + dv;
       float* S = st.ssm[dn].data() + j * dk * dv;
       const int kh = static_cast<int>(j % nk);
       for (int64_t t = 0; t < T; t++) {
@@ -252,7 +373,7 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
         const float* v = row + 2 * nk * dk + j * dv;
         const float decay = std::exp(a[t * nv + j]);
         const float beta = b[t * nv + j];
-        std::fill(pred.begin(), pred.end(), 0.0f);
+        std::fill(pred, pred + dv, 0.0f);
         for (int i = 0; i < dk; i++) {
           float* Si = S + i * dv;
           for (int jj = 0; jj < dv; jj++) {
@@ -261,7 +382,7 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
           }
         }
         for (int jj = 0; jj < dv; jj++) pred[jj] = beta * (v[jj] - pred[jj]);  // delta
-        std::fill(o.begin(), o.end(), 0.0f);
+        std::fill(o, o + dv, 0.0f);
         for (int i = 0; i < dk; i++) {
           float* Si = S + i * dv;
           for (int jj = 0; jj < dv; jj++) {
@@ -271,52 +392,176 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
         }
         float* yj = y + t * vdim + j * dv;
         const float* zj = z + t * vdim + j * dv;
-        rmsnorm(yj, o.data(), w.norm.data(), dv, c.eps);
+        rmsnorm(yj, o, w.norm.data(), dv, c.eps);
         for (int jj = 0; jj < dv; jj++) yj[jj] *= silu(zj[jj]);
       }
     }
   });
-  matmul(pool, w.wout, y, T, out, s.xq);
+  matmul(pool, w.wout, y, T, out, s);
 }
 
 // ---------------------------------------------------------------- mixture of experts
 
-// xn: [T, H] -> out: [T, H]: routed top-k experts plus the sigmoid-gated shared expert.
-static void moe_layer(const Model& M, const MoeWeights& w, const float* xn, int64_t T, float* out, Scratch& s) {
+using Clock = std::chrono::steady_clock;
+
+inline void add_time(Scratch& s, Op op, Clock::time_point& t0) {
+  if (!s.profiling) return;
+  const Clock::time_point t1 = Clock::now();
+  s.op_s[op] += std::chrono::duration<double>(t1 - t0).count();
+  t0 = t1;
+}
+
+// Router probabilities of one token (p: [E] logits, softmaxed in place); its top k experts and
+// their renormalised weights, in rank order.
+static void route(float* p, int64_t E, int64_t K, std::vector<int>& order, int* sel, float* selw) {
+  const float mx = *std::max_element(p, p + E);
+  float sum = 0.0f;
+  for (int64_t e = 0; e < E; e++) sum += (p[e] = std::exp(p[e] - mx));
+  for (int64_t e = 0; e < E; e++) p[e] /= sum;
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                    [&](int x, int y) { return p[x] > p[y] || (p[x] == p[y] && x < y); });
+  float top = 0.0f;
+  for (int64_t i = 0; i < K; i++) top += p[order[i]];
+  for (int64_t i = 0; i < K; i++) {
+    sel[i] = order[i];
+    selw[i] = p[order[i]] / top;
+  }
+}
+
+// One token (decode): three parallel jobs in all. (1) router and shared-expert gate logits;
+// (2) gate and up rows of the k chosen experts and the shared expert, with SiLU, as one job over
+// all their rows; (3) every output row's weighted sum over all k+1 down projections. The sum runs
+// over the experts in ascending id, then the shared expert: the batched path's order, so both
+// paths give bitwise the same result.
+static void moe_decode(const Model& M, const MoeWeights& w, const float* xn, float* out, Scratch& s) {
   const Config& c = M.config();
   ThreadPool& pool = M.pool();
   const int64_t H = c.n_embd, E = c.n_expert, K = c.n_expert_used, I = c.n_ff_exp, Is = c.n_ff_shexp;
+  Clock::time_point t0 = s.profiling ? Clock::now() : Clock::time_point{};
 
-  // Router: softmax over all experts, keep the top k, renormalise their weights.
+  float* rl = buf(s.rl, E);
+  float sg = 0.0f;
+  Act ax(s, xn, 1, H);
+  {
+    const Seg segs[2] = {seg(w.router, ax, rl), seg(w.sh_gate, ax, &sg)};
+    matmul_segs(pool, segs, 2, 1);
+  }
+  s.order.resize(E);
+  s.sel.resize(K);
+  float* selw = buf(s.selw, K);
+  route(rl, E, K, s.order, s.sel.data(), selw);
+  s.slot_e.resize(K);
+  s.slot_w.resize(K);
+  s.slot_g.resize(K + 1);
+  s.slot_u.resize(K + 1);
+  s.slot_d.resize(K + 1);
+  for (int64_t i = 0; i < K; i++) s.slot_e[i] = static_cast<int>(i);
+  std::sort(s.slot_e.begin(), s.slot_e.end(), [&](int x, int y) { return s.sel[x] < s.sel[y]; });
+  for (int64_t i = 0; i < K; i++) {
+    const int r = s.slot_e[i];
+    const int e = s.sel[r];
+    s.slot_w[i] = selw[r];
+    s.slot_g[i] = w.gate_exps.slice(e);
+    s.slot_u[i] = w.up_exps.slice(e);
+    s.slot_d[i] = w.down_exps.slice(e);
+  }
+  s.slot_g[K] = w.gate_sh;
+  s.slot_u[K] = w.up_sh;
+  s.slot_d[K] = w.down_sh;
+  add_time(s, OP_MOE_ROUTER, t0);
+
+  // (2) hs[slot i, r] = silu(gate_i.row(r) . x) * (up_i.row(r) . x)
+  size_t xr_ge, xr_ue, xr_gs, xr_us;
+  const uint8_t* x_ge = ax.get(w.gate_exps.tt->vec_dot_type, &xr_ge);
+  const uint8_t* x_ue = ax.get(w.up_exps.tt->vec_dot_type, &xr_ue);
+  const uint8_t* x_gs = ax.get(w.gate_sh.tt->vec_dot_type, &xr_gs);
+  const uint8_t* x_us = ax.get(w.up_sh.tt->vec_dot_type, &xr_us);
+  float* hs = buf(s.hs, K * I + Is);
+  pool.parallel_for(K * I + Is, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const bool shared = r >= K * I;
+      const int64_t i = shared ? K : r / I;
+      const int64_t row = shared ? r - K * I : r % I;
+      const Mat& G = s.slot_g[i];
+      const Mat& U = s.slot_u[i];
+      const float g = G.tt->vec_dot(H, G.row(row), shared ? x_gs : x_ge);
+      const float u = U.tt->vec_dot(H, U.row(row), shared ? x_us : x_ue);
+      hs[r] = silu(g) * u;
+    }
+  });
+
+  // (3) each slot's hidden vector in its down matrix's dot type, then the weighted sum per row.
+  const TypeTraits* vte = type_traits(w.down_exps.tt->vec_dot_type);
+  const TypeTraits* vts = type_traits(w.down_sh.tt->vec_dot_type);
+  const bool fe = w.down_exps.tt->vec_dot_type == T_F32, fs = w.down_sh.tt->vec_dot_type == T_F32;
+  const size_t re = fe ? I * sizeof(float) : row_size(*vte, I);
+  const size_t rs = fs ? Is * sizeof(float) : row_size(*vts, Is);
+  if (s.hq.size() < re * K + rs) s.hq.resize(re * K + rs);
+  uint8_t* hq = s.hq.data();
+  for (int64_t i = 0; i < K; i++) {
+    if (fe)
+      std::memcpy(hq + i * re, hs + i * I, re);
+    else
+      vte->quantize_act(hs + i * I, hq + i * re, I);
+  }
+  if (fs)
+    std::memcpy(hq + K * re, hs + K * I, rs);
+  else
+    vts->quantize_act(hs + K * I, hq + K * re, Is);
+  // Each slot's down rows in order (one contiguous stream per matrix: interleaving the k+1
+  // matrices row by row measured slower), then the weighted sum, which is only (k+1) H flops.
+  float* ed = buf(s.ed, (K + 1) * H);  // [K+1, H]
+  pool.parallel_for((K + 1) * H, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t i = r / H;
+      const Mat& D = s.slot_d[i];
+      ed[r] = D.tt->vec_dot(i < K ? I : Is, D.row(r - i * H), hq + i * re);
+    }
+  });
+  const float gt = sigmoid(sg);
+  for (int64_t r = 0; r < H; r++) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < K; i++) acc += s.slot_w[i] * ed[i * H + r];
+    out[r] = acc + gt * ed[K * H + r];
+  }
+  add_time(s, OP_MOE_EXPERTS, t0);
+}
+
+// xn: [T, H] -> out: [T, H]: routed top-k experts plus the sigmoid-gated shared expert.
+static void moe_layer(const Model& M, const MoeWeights& w, const float* xn, int64_t T, float* out, Scratch& s) {
+  if (T == 1) {
+    moe_decode(M, w, xn, out, s);
+    return;
+  }
+  const Config& c = M.config();
+  ThreadPool& pool = M.pool();
+  const int64_t H = c.n_embd, E = c.n_expert, K = c.n_expert_used, I = c.n_ff_exp, Is = c.n_ff_shexp;
+  Clock::time_point t0 = s.profiling ? Clock::now() : Clock::time_point{};
+
+  // Router: softmax over all experts, keep the top k, renormalise their weights. The shared
+  // expert's gate logit shares the input.
   float* rl = buf(s.rl, T * E);  // [T, E]
-  matmul(pool, w.router, xn, T, rl, s.xq);
+  float* sg = buf(s.sg, T);
+  {
+    Act ax(s, xn, T, H);
+    const Seg segs[2] = {seg(w.router, ax, rl), seg(w.sh_gate, ax, sg)};
+    matmul_segs(pool, segs, 2, T);
+  }
   s.sel.resize(T * K);
   float* selw = buf(s.selw, T * K);
-  std::vector<int> order(E);
-  for (int64_t t = 0; t < T; t++) {
-    float* p = rl + t * E;
-    const float mx = *std::max_element(p, p + E);
-    float sum = 0.0f;
-    for (int64_t e = 0; e < E; e++) sum += (p[e] = std::exp(p[e] - mx));
-    for (int64_t e = 0; e < E; e++) p[e] /= sum;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                      [&](int x, int y) { return p[x] > p[y] || (p[x] == p[y] && x < y); });
-    float top = 0.0f;
-    for (int64_t i = 0; i < K; i++) top += p[order[i]];
-    for (int64_t i = 0; i < K; i++) {
-      s.sel[t * K + i] = order[i];
-      selw[t * K + i] = p[order[i]] / top;
-    }
-  }
+  s.order.resize(E);
+  for (int64_t t = 0; t < T; t++) route(rl + t * E, E, K, s.order, s.sel.data() + t * K, selw + t * K);
+  add_time(s, OP_MOE_ROUTER, t0);
 
   std::fill(out, out + T * H, 0.0f);
   // Routed experts, one expert at a time over the tokens that chose it.
-  std::vector<std::vector<std::pair<int64_t, float>>> users(E);  // expert -> (token, weight)
+  s.users.resize(E);
+  for (auto& u : s.users) u.clear();
   for (int64_t t = 0; t < T; t++)
-    for (int64_t i = 0; i < K; i++) users[s.sel[t * K + i]].push_back({t, selw[t * K + i]});
+    for (int64_t i = 0; i < K; i++) s.users[s.sel[t * K + i]].push_back({t, selw[t * K + i]});
   for (int64_t e = 0; e < E; e++) {
-    const auto& u = users[e];
+    const auto& u = s.users[e];
     if (u.empty()) continue;
     const int64_t n = static_cast<int64_t>(u.size());
     float* ex = buf(s.ex, n * H);  // [n, H]
@@ -324,10 +569,14 @@ static void moe_layer(const Model& M, const MoeWeights& w, const float* xn, int6
     float* eu = buf(s.eu, n * I);  // [n, I]
     float* ed = buf(s.ed, n * H);  // [n, H]
     for (int64_t r = 0; r < n; r++) std::memcpy(ex + r * H, xn + u[r].first * H, H * sizeof(float));
-    matmul(pool, w.gate_exps.slice(e), ex, n, eg, s.xq);
-    matmul(pool, w.up_exps.slice(e), ex, n, eu, s.xq);
+    const Mat G = w.gate_exps.slice(e), U = w.up_exps.slice(e), D = w.down_exps.slice(e);
+    {
+      Act ae(s, ex, n, H);
+      const Seg segs[2] = {seg(G, ae, eg), seg(U, ae, eu)};
+      matmul_segs(pool, segs, 2, n);
+    }
     for (int64_t i = 0; i < n * I; i++) eg[i] = silu(eg[i]) * eu[i];
-    matmul(pool, w.down_exps.slice(e), eg, n, ed, s.xq);
+    matmul(pool, D, eg, n, ed, s);
     for (int64_t r = 0; r < n; r++) {
       float* o = out + u[r].first * H;
       const float wt = u[r].second;
@@ -339,16 +588,18 @@ static void moe_layer(const Model& M, const MoeWeights& w, const float* xn, int6
   float* eg = buf(s.eg, T * Is);
   float* eu = buf(s.eu, T * Is);
   float* ed = buf(s.ed, T * H);
-  float* sg = buf(s.sg, T);
-  matmul(pool, w.gate_sh, xn, T, eg, s.xq);
-  matmul(pool, w.up_sh, xn, T, eu, s.xq);
+  {
+    Act ax(s, xn, T, H);
+    const Seg segs[2] = {seg(w.gate_sh, ax, eg), seg(w.up_sh, ax, eu)};
+    matmul_segs(pool, segs, 2, T);
+  }
   for (int64_t i = 0; i < T * Is; i++) eg[i] = silu(eg[i]) * eu[i];
-  matmul(pool, w.down_sh, eg, T, ed, s.xq);
-  matmul(pool, w.sh_gate, xn, T, sg, s.xq);
+  matmul(pool, w.down_sh, eg, T, ed, s);
   for (int64_t t = 0; t < T; t++) {
     const float gt = sigmoid(sg[t]);
     for (int64_t i = 0; i < H; i++) out[t * H + i] += gt * ed[t * H + i];
   }
+  add_time(s, OP_MOE_EXPERTS, t0);
 }
 
 // ---------------------------------------------------------------- the whole model
@@ -362,20 +613,29 @@ static void forward_batch(const Model& M, SeqState& st, Scratch& s, const int32_
   float* x = buf(s.x, T * H);     // [T, H] residual stream
   float* xn = buf(s.xn, T * H);   // [T, H]
   float* out = buf(s.out, T * H); // [T, H]
+  Clock::time_point t0 = s.profiling ? Clock::now() : Clock::time_point{};
   for (int64_t t = 0; t < T; t++) M.tok_embd.tt->to_float(M.tok_embd.row(ids[t]), x + t * H, H);
+  add_time(s, OP_EMBED, t0);
 
   int kv = 0, dn = 0;
   for (int l = 0; l < c.n_layer; l++) {
     const Layer& L = M.layers[l];
     for (int64_t t = 0; t < T; t++) rmsnorm(xn + t * H, x + t * H, L.attn_norm.data(), H, c.eps);
-    if (L.attn)
+    add_time(s, OP_NORM, t0);
+    if (L.attn) {
       attention_layer(M, L.at, st, kv++, xn, T, out, s);
-    else
+      add_time(s, OP_ATTN, t0);
+    } else {
       deltanet_layer(M, L.dn, st, dn++, xn, T, out, s);
+      add_time(s, OP_DELTANET, t0);
+    }
     for (int64_t i = 0; i < T * H; i++) x[i] += out[i];
     for (int64_t t = 0; t < T; t++) rmsnorm(xn + t * H, x + t * H, L.post_norm.data(), H, c.eps);
-    moe_layer(M, L.moe, xn, T, out, s);
+    add_time(s, OP_NORM, t0);
+    moe_layer(M, L.moe, xn, T, out, s);  // times itself (router, experts)
+    if (s.profiling) t0 = Clock::now();
     for (int64_t i = 0; i < T * H; i++) x[i] += out[i];
+    add_time(s, OP_NORM, t0);
   }
   st.n_past += static_cast<int>(T);
   if (!logits) return;
@@ -384,13 +644,15 @@ static void forward_batch(const Model& M, SeqState& st, Scratch& s, const int32_
   const int64_t first = all_logits ? 0 : T - 1;
   const int64_t rows = T - first;
   for (int64_t t = 0; t < rows; t++) rmsnorm(xn + t * H, x + (first + t) * H, M.output_norm.data(), H, c.eps);
-  matmul(M.pool(), M.output, xn, rows, logits, s.xq);
+  matmul(M.pool(), M.output, xn, rows, logits, s);
+  add_time(s, OP_LM_HEAD, t0);
 }
 
 // ---------------------------------------------------------------- state and session
 
 void SeqState::init(const Config& cfg, int ctx) {
   n_ctx = ctx;
+  kv_value_bytes = cfg.kv_value_bytes;
   const int n_attn = cfg.n_attn_layers();
   const int n_dn = cfg.n_layer - n_attn;
   k_cache.assign(n_attn, {});
@@ -421,6 +683,17 @@ Session::Session(std::shared_ptr<const Model> model, int n_ctx) : model_(std::mo
 
 Session::~Session() = default;
 
+void Session::set_profiling(bool on) { scratch_->profiling = on; }
+
+std::vector<std::pair<std::string, double>> Session::op_times() const {
+  std::vector<std::pair<std::string, double>> r;
+  for (int i = 0; i < 8; i++)
+    if (i != OP_OTHER) r.emplace_back(kOpNames[i], scratch_->op_s[i]);
+  return r;
+}
+
+void Session::reset_op_times() { std::fill(std::begin(scratch_->op_s), std::end(scratch_->op_s), 0.0); }
+
 void Session::eval(const int32_t* ids, int64_t n, bool all_logits, float* out) {
   const Config& c = model_->config();
   if (n < 1) throw std::invalid_argument("eval needs at least one token");
@@ -437,7 +710,8 @@ void Session::eval(const int32_t* ids, int64_t n, bool all_logits, float* out) {
   Scratch& s = *scratch_;
   s.att.resize(model_->pool().size());
   for (auto& a : s.att)
-    if (a.size() < static_cast<size_t>(st_.n_ctx)) a.resize(st_.n_ctx);
+    if (a.size() < static_cast<size_t>(kAttnHeadsPerUnit) * st_.n_ctx + c.head_dim)
+      a.resize(static_cast<size_t>(kAttnHeadsPerUnit) * st_.n_ctx + c.head_dim);
   const int64_t V = c.n_vocab;
   for (int64_t off = 0; off < n; off += MAX_BATCH) {
     const int64_t T = std::min(MAX_BATCH, n - off);

@@ -32,6 +32,11 @@ Model::Model(const std::string& path, int n_threads) {
   files_ = std::make_unique<GgufSet>(path);
   cfg_ = read_config(*files_);
   bind_weights();
+  // Quantized matrices (any layer's MoE down projection is representative of the file's type)
+  // get an F16 KV cache; see Config::kv_value_bytes.
+  const TypeTraits* t = layers.empty() ? nullptr : layers[0].moe.down_exps.tt;
+  const bool floats = !t || t == type_traits(T_F32) || t == type_traits(T_F16) || t == type_traits(T_BF16);
+  cfg_.kv_value_bytes = floats ? 4 : 2;
   pool_ = std::make_unique<ThreadPool>(n_threads > 0 ? n_threads : default_thread_count());
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gguf.h"
@@ -41,6 +42,10 @@ struct Config {
   int n_ff_exp = 0;    // I
   int n_ff_shexp = 0;  // Is
   std::vector<bool> is_attn;  // per layer: full attention (true) or DeltaNet
+  // KV cache values: F16 (2 bytes) for files with quantized matrices, as llama.cpp's default;
+  // F32 (4) for float files, the reference path (F16 rounding of K and V moves the tiny
+  // fixtures' logits by up to 3e-3, over the 1e-3 bound they are held to). Set by Model.
+  int kv_value_bytes = 4;
 
   int conv_dim() const { return 2 * ssm_n_group * ssm_d_state + ssm_d_inner; }
   int n_attn_layers() const;
@@ -125,7 +130,8 @@ class Model {
 struct SeqState {
   int n_ctx = 0;
   int n_past = 0;
-  std::vector<std::vector<float>> k_cache, v_cache;  // per attention layer: [n_ctx][nkv*D]
+  int kv_value_bytes = 4;                             // Config::kv_value_bytes
+  std::vector<std::vector<uint8_t>> k_cache, v_cache;  // per attention layer: [n_ctx][nkv*D] values
   std::vector<std::vector<float>> conv;              // per DeltaNet layer: [Kc-1][conv_dim], oldest first
   std::vector<std::vector<float>> ssm;               // per DeltaNet layer: [nv][dk][dv]
   void init(const Config& cfg, int n_ctx);
@@ -137,7 +143,7 @@ struct SeqState {
 struct KvChunk {
   static constexpr int kRows = 64;
   int rows = 0;             // positions held, <= kRows (only a state's last chunk has fewer)
-  std::vector<float> data;  // [n_attn][2: K, V][rows][kv_dim]
+  std::vector<uint8_t> data;  // [n_attn][2: K, V][rows][kv_dim] values of the KV cache's type
 };
 
 // An opaque copy of a session's state at one point of its sequence: only the n_past KV rows in
@@ -146,7 +152,8 @@ struct KvChunk {
 struct SessionState {
   int n_past = 0;
   int n_attn = 0;
-  int64_t kv_dim = 0;                                // floats of one KV row: nkv*D
+  int64_t kv_dim = 0;                                // values of one KV row: nkv*D
+  int kv_value_bytes = 4;                            // 4: F32 rows, 2: F16 rows
   std::vector<std::shared_ptr<const KvChunk>> kv;    // ceil(n_past / kRows) chunks, in order
   std::vector<std::vector<float>> conv;              // per DeltaNet layer: [Kc-1][conv_dim]
   std::vector<std::vector<float>> ssm;               // per DeltaNet layer: [nv][dk][dv]
@@ -186,6 +193,11 @@ class Session {
   // do not match the model or its n_past exceeds this session's n_ctx.
   void restore(const SessionState& s);
   int n_past() const { return st_.n_past; }
+  // Opt-in per-op timing: seconds spent in each op (embed, norm_residual, attention, deltanet,
+  // moe_router, moe_experts, lm_head) summed over eval calls since the last reset.
+  void set_profiling(bool on);
+  std::vector<std::pair<std::string, double>> op_times() const;
+  void reset_op_times();
   int n_ctx() const { return st_.n_ctx; }
   const Model& model() const { return *model_; }
 

@@ -18,10 +18,12 @@ namespace q35 {
 namespace {
 
 constexpr char kMagic[4] = {'Q', '3', '5', 'T'};
-constexpr uint32_t kVersion = 1;
+// Version 2: KV rows in the cache's type (F16 for quantized models), named in the header.
+constexpr uint32_t kVersion = 2;
 
-// The blob's header; the floats follow: per attention layer its K rows [first_row, n_past), then
-// its V rows; then per DeltaNet layer its conv window and its recurrent state. Fields are
+// The blob's header; the data follow: per attention layer its K rows [first_row, n_past), then
+// its V rows (values of kv_value_bytes each); then per DeltaNet layer its conv window and its
+// recurrent state (floats). Fields are
 // fixed-width so the layout does not depend on the ABI.
 struct BlobHeader {
   char magic[4];
@@ -30,7 +32,8 @@ struct BlobHeader {
   uint32_t n_attn;
   uint32_t n_dn;
   uint32_t first_row;  // KV rows [0, first_row) are not in the blob but in a base state
-  uint64_t kv_dim;     // floats per KV row
+  uint32_t kv_dim;     // values per KV row
+  uint32_t kv_value_bytes;  // 4: F32, 2: F16
   uint64_t conv_len;  // floats of one conv window
   uint64_t ssm_len;   // floats of one recurrent state
 };
@@ -38,13 +41,14 @@ static_assert(sizeof(BlobHeader) == 48, "BlobHeader must have no padding");
 
 // The shapes a state of this model must have.
 struct Shapes {
-  size_t n_attn, n_dn, kv_dim, conv_len, ssm_len;
+  size_t n_attn, n_dn, kv_dim, conv_len, ssm_len, vb;
   explicit Shapes(const Config& c)
       : n_attn(static_cast<size_t>(c.n_attn_layers())),
         n_dn(static_cast<size_t>(c.n_layer - c.n_attn_layers())),
         kv_dim(static_cast<size_t>(c.n_head_kv) * c.head_dim),
         conv_len(static_cast<size_t>(c.ssm_conv_kernel - 1) * c.conv_dim()),
-        ssm_len(static_cast<size_t>(c.ssm_dt_rank) * c.ssm_d_state * c.ssm_d_state) {}
+        ssm_len(static_cast<size_t>(c.ssm_dt_rank) * c.ssm_d_state * c.ssm_d_state),
+        vb(static_cast<size_t>(c.kv_value_bytes)) {}
 };
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument("session state " + what); }
@@ -91,8 +95,8 @@ std::vector<std::shared_ptr<const KvChunk>> make_chunks(const RowSource& src, in
     auto ch = std::make_shared<KvChunk>();
     ch->rows = rows;
     const size_t n = static_cast<size_t>(rows) * src.kv_bytes;
-    ch->data.resize(src.k.size() * 2 * n / sizeof(float));
-    auto* d = reinterpret_cast<uint8_t*>(ch->data.data());
+    ch->data.resize(src.k.size() * 2 * n);
+    uint8_t* d = ch->data.data();
     for (size_t l = 0; l < src.k.size(); l++) {
       std::memcpy(d + (2 * l) * n, src.k[l] + at * src.kv_bytes, n);
       std::memcpy(d + (2 * l + 1) * n, src.v[l] + at * src.kv_bytes, n);
@@ -109,10 +113,11 @@ void check_shapes(const SessionState& s, const Shapes& sh) {
     bad("has " + std::to_string(s.n_attn) + " attention / " + std::to_string(s.conv.size()) +
         " DeltaNet layers; the model has " + std::to_string(sh.n_attn) + " / " + std::to_string(sh.n_dn));
   if (static_cast<size_t>(s.kv_dim) != sh.kv_dim) bad("KV rows are not as wide as the model's");
+  if (static_cast<size_t>(s.kv_value_bytes) != sh.vb) bad("KV rows are not of the model's KV cache type");
   if (s.kv.size() != n_chunks(s.n_past)) bad("KV chunks do not cover its tokens");
   for (size_t c = 0; c < s.kv.size(); c++) {
     const int rows = std::min(R, s.n_past - static_cast<int>(c * R));
-    if (!s.kv[c] || s.kv[c]->rows != rows || s.kv[c]->data.size() != sh.n_attn * 2 * rows * sh.kv_dim)
+    if (!s.kv[c] || s.kv[c]->rows != rows || s.kv[c]->data.size() != sh.n_attn * 2 * rows * sh.kv_dim * sh.vb)
       bad("KV chunks do not match the model's shapes");
   }
   for (size_t i = 0; i < sh.n_dn; i++)
@@ -135,7 +140,7 @@ const uint8_t* take(const uint8_t* in, std::vector<float>& v, size_t n) {
 
 size_t SessionState::nbytes() const {
   size_t n = 0;
-  for (const auto& ch : kv) n += ch->data.size() * sizeof(float);
+  for (const auto& ch : kv) n += ch->data.size();
   for (const auto* group : {&conv, &ssm})
     for (const auto& x : *group) n += x.size() * sizeof(float);
   return n;
@@ -146,7 +151,7 @@ size_t SessionState::nbytes_distinct(const std::vector<const SessionState*>& sta
   size_t n = 0;
   for (const SessionState* s : states) {
     for (const auto& ch : s->kv)
-      if (seen.insert(ch.get()).second) n += ch->data.size() * sizeof(float);
+      if (seen.insert(ch.get()).second) n += ch->data.size();
     for (const auto* group : {&s->conv, &s->ssm})
       for (const auto& x : *group) n += x.size() * sizeof(float);
   }
@@ -162,7 +167,7 @@ size_t SessionState::shared_prefix_chunks(const SessionState& a, const SessionSt
 size_t SessionState::serialized_size(size_t first_chunk) const {
   first_chunk = std::min(first_chunk, full_chunks(n_past));
   size_t n = sizeof(BlobHeader);
-  for (size_t c = first_chunk; c < kv.size(); c++) n += kv[c]->data.size() * sizeof(float);
+  for (size_t c = first_chunk; c < kv.size(); c++) n += kv[c]->data.size();
   for (const auto* group : {&conv, &ssm})
     for (const auto& x : *group) n += x.size() * sizeof(float);
   return n;
@@ -177,7 +182,8 @@ void SessionState::serialize(uint8_t* out, size_t first_chunk) const {
   h.first_row = static_cast<uint32_t>(first_chunk * R);
   h.n_attn = static_cast<uint32_t>(n_attn);
   h.n_dn = static_cast<uint32_t>(conv.size());
-  h.kv_dim = static_cast<uint64_t>(kv_dim);
+  h.kv_dim = static_cast<uint32_t>(kv_dim);
+  h.kv_value_bytes = static_cast<uint32_t>(kv_value_bytes);
   h.conv_len = conv.empty() ? 0 : conv[0].size();
   h.ssm_len = ssm.empty() ? 0 : ssm[0].size();
   std::memcpy(out, &h, sizeof h);
@@ -186,8 +192,9 @@ void SessionState::serialize(uint8_t* out, size_t first_chunk) const {
   for (int l = 0; l < n_attn; l++)
     for (int kvi = 0; kvi < 2; kvi++)
       for (size_t c = first_chunk; c < kv.size(); c++) {
-        const size_t n = static_cast<size_t>(kv[c]->rows) * kv_dim;
-        out = put(out, kv[c]->data.data() + (2 * l + kvi) * n, n);
+        const size_t n = static_cast<size_t>(kv[c]->rows) * kv_dim * kv_value_bytes;  // bytes
+        std::memcpy(out, kv[c]->data.data() + (2 * l + kvi) * n, n);
+        out += n;
       }
   for (size_t i = 0; i < conv.size(); i++) {
     out = put(out, conv[i].data(), conv[i].size());
@@ -203,34 +210,36 @@ SessionState SessionState::deserialize(const Config& cfg, const uint8_t* data, s
   if (h.version != kVersion)
     bad("blob has format version " + std::to_string(h.version) + ", expected " + std::to_string(kVersion));
   const Shapes sh(cfg);
-  if (h.n_attn != sh.n_attn || h.n_dn != sh.n_dn || h.kv_dim != sh.kv_dim || h.conv_len != sh.conv_len ||
-      h.ssm_len != sh.ssm_len)
+  if (h.n_attn != sh.n_attn || h.n_dn != sh.n_dn || h.kv_dim != sh.kv_dim || h.kv_value_bytes != sh.vb ||
+      h.conv_len != sh.conv_len || h.ssm_len != sh.ssm_len)
     bad("blob was made for a model of other shapes");
   if (h.n_past > static_cast<uint32_t>(std::numeric_limits<int>::max())) bad("blob has an impossible token count");
   if (h.first_row > h.n_past || h.first_row % R != 0) bad("blob has an impossible first row");
   const size_t from_base = h.first_row / R;
   const bool base_fits = base && base->n_attn == static_cast<int>(sh.n_attn) &&
-                         base->kv_dim == static_cast<int64_t>(sh.kv_dim);
+                         base->kv_dim == static_cast<int64_t>(sh.kv_dim) &&
+                         base->kv_value_bytes == static_cast<int>(sh.vb);
   if (from_base > 0) {
     // The left-out rows must be whole chunks of a state of this model.
     bool ok = base_fits && base->kv.size() >= from_base;
     for (size_t c = 0; ok && c < from_base; c++) ok = base->kv[c]->rows == R;
     if (!ok) bad("blob needs a base state holding its first " + std::to_string(h.first_row) + " positions");
   }
-  // Expected size in floats; every factor is bounded (n_past < 2^31, shapes from a loaded model),
+  // Expected size; every factor is bounded (n_past < 2^31, shapes from a loaded model),
   // so a 64-bit product cannot overflow.
   const uint64_t rows = h.n_past - h.first_row;
-  const uint64_t floats = 2ull * sh.n_attn * rows * sh.kv_dim + sh.n_dn * (sh.conv_len + sh.ssm_len);
-  if (size != sizeof(BlobHeader) + floats * sizeof(float))
-    bad("blob has " + std::to_string(size) + " bytes, expected " +
-        std::to_string(sizeof(BlobHeader) + floats * sizeof(float)));
+  const uint64_t bytes =
+      2ull * sh.n_attn * rows * sh.kv_dim * sh.vb + sh.n_dn * (sh.conv_len + sh.ssm_len) * sizeof(float);
+  if (size != sizeof(BlobHeader) + bytes)
+    bad("blob has " + std::to_string(size) + " bytes, expected " + std::to_string(sizeof(BlobHeader) + bytes));
   SessionState s;
   s.n_past = static_cast<int>(h.n_past);
   s.n_attn = static_cast<int>(sh.n_attn);
   s.kv_dim = static_cast<int64_t>(sh.kv_dim);
+  s.kv_value_bytes = static_cast<int>(sh.vb);
   const uint8_t* in = data + sizeof h;
   RowSource src;
-  src.kv_bytes = sh.kv_dim * sizeof(float);
+  src.kv_bytes = sh.kv_dim * sh.vb;
   const size_t layer_bytes = rows * src.kv_bytes;
   for (size_t l = 0; l < sh.n_attn; l++) {
     src.k.push_back(in + (2 * l) * layer_bytes);
@@ -250,13 +259,15 @@ SessionState Session::snapshot(const SessionState* base) const {
   s.n_past = st_.n_past;
   s.n_attn = static_cast<int>(sh.n_attn);
   s.kv_dim = static_cast<int64_t>(sh.kv_dim);
+  s.kv_value_bytes = static_cast<int>(sh.vb);
   RowSource src;
-  src.kv_bytes = sh.kv_dim * sizeof(float);
+  src.kv_bytes = sh.kv_dim * sh.vb;
   for (size_t l = 0; l < sh.n_attn; l++) {
     src.k.push_back(reinterpret_cast<const uint8_t*>(st_.k_cache[l].data()));
     src.v.push_back(reinterpret_cast<const uint8_t*>(st_.v_cache[l].data()));
   }
-  const bool base_fits = base && base->n_attn == s.n_attn && base->kv_dim == s.kv_dim;
+  const bool base_fits =
+      base && base->n_attn == s.n_attn && base->kv_dim == s.kv_dim && base->kv_value_bytes == s.kv_value_bytes;
   s.kv = make_chunks(src, s.n_past, base_fits ? base : nullptr);
   s.conv = st_.conv;
   s.ssm = st_.ssm;
@@ -270,18 +281,18 @@ void Session::restore(const SessionState& s) {
     bad("holds " + std::to_string(s.n_past) + " tokens, more than this session's n_ctx " +
         std::to_string(st_.n_ctx));
   // Grow the caches before copying anything, so an allocation failure leaves the state whole.
-  const size_t rows = static_cast<size_t>(s.n_past) * sh.kv_dim;
+  const size_t rows = static_cast<size_t>(s.n_past) * sh.kv_dim * sh.vb;  // bytes
   for (size_t i = 0; i < sh.n_attn; i++) {
     if (st_.k_cache[i].size() < rows) st_.k_cache[i].resize(rows);
     if (st_.v_cache[i].size() < rows) st_.v_cache[i].resize(rows);
   }
   for (size_t c = 0; c < s.kv.size(); c++) {
     const KvChunk& ch = *s.kv[c];
-    const size_t n = static_cast<size_t>(ch.rows) * sh.kv_dim;
-    const size_t at = c * R * sh.kv_dim;
+    const size_t n = static_cast<size_t>(ch.rows) * sh.kv_dim * sh.vb;  // bytes
+    const size_t at = c * R * sh.kv_dim * sh.vb;
     for (size_t l = 0; l < sh.n_attn; l++) {
-      std::memcpy(st_.k_cache[l].data() + at, ch.data.data() + (2 * l) * n, n * sizeof(float));
-      std::memcpy(st_.v_cache[l].data() + at, ch.data.data() + (2 * l + 1) * n, n * sizeof(float));
+      std::memcpy(st_.k_cache[l].data() + at, ch.data.data() + (2 * l) * n, n);
+      std::memcpy(st_.v_cache[l].data() + at, ch.data.data() + (2 * l + 1) * n, n);
     }
   }
   for (size_t i = 0; i < sh.n_dn; i++) {

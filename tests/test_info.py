@@ -28,10 +28,11 @@ def test_info_prints_the_file(converted: Callable[[str, str], Path]) -> None:
     for group in ("embedding", "routed experts", "shared expert", "attention", "deltanet", "norms", "router"):
         assert f"  {group} " in out
     assert "Q8_0" in out and "F32" in out
-    # KV: 2 attention layers x (K + V) x 1 KV head x 256 x 4 bytes = 4096 bytes per token.
-    assert "(4096 bytes/token)" in out
+    # KV: 2 attention layers x (K + V) x 1 KV head x 256 x 2 bytes (F16 for a quantized file) = 2048
+    # bytes per token.
+    assert "KV cache (f16)" in out and "(2048 bytes/token)" in out
     rep = inspect_file(path)
-    assert rep.session_bytes(1000)["kv_cache"] == 4096 * 1000
+    assert rep.session_bytes(1000)["kv_cache"] == 2048 * 1000
     # DeltaNet: 6 layers x ((4-1) x conv_dim 192 + 8 heads x 16 x 16) x 4 bytes
     assert rep.session_bytes(1)["recurrent_state"] == 6 * (3 * 192 + 8 * 16 * 16) * 4
     assert rep.weight_bytes <= path.stat().st_size

@@ -45,6 +45,9 @@ class FileReport:
     metadata: dict[str, object]
     config: ModelConfig
     groups: dict[str, GroupStats]
+    # Bytes per KV cache value: the core keeps F16 KV rows for files with quantized matrices (judged
+    # by blk.0.ffn_down_exps, as csrc/model.cpp does) and F32 rows for float files.
+    kv_value_bytes: int = 4
 
     @property
     def weight_bytes(self) -> int:
@@ -55,8 +58,8 @@ class FileReport:
         return sum(g.n_params for g in self.groups.values())
 
     def session_bytes(self, n_ctx: int) -> dict[str, int]:
-        """Memory one session needs at n_ctx tokens (the KV cache is f32 for now)."""
-        kv = self.config.kv_bytes_per_token(4) * n_ctx
+        """Memory one session needs at n_ctx tokens."""
+        kv = self.config.kv_bytes_per_token(self.kv_value_bytes) * n_ctx
         rec = self.config.recurrent_state_bytes()
         return {"kv_cache": kv, "recurrent_state": rec, "total": kv + rec}
 
@@ -68,7 +71,10 @@ def inspect_file(path: str | os.PathLike[str]) -> FileReport:
     f = files[0]
     config = ModelConfig.from_dict(_core.read_config(p))
     groups: dict[str, GroupStats] = {}
+    kv_value_bytes = 4
     for t in (t for part in files for t in part.tensors):
+        if t.name == "blk.0.ffn_down_exps.weight" and t.type_name not in ("F32", "F16", "BF16"):
+            kv_value_bytes = 2
         g = groups.setdefault(group_of(t.name), GroupStats())
         n = 1
         for d in t.ne:
@@ -77,7 +83,8 @@ def inspect_file(path: str | os.PathLike[str]) -> FileReport:
         g.n_params += n
         g.n_bytes += t.nbytes
         g.types[t.type_name] += t.nbytes
-    return FileReport(p, sum(part.file_size for part in files), dict(f.metadata), config, groups)
+    size = sum(part.file_size for part in files)
+    return FileReport(p, size, dict(f.metadata), config, groups, kv_value_bytes)
 
 
 def human(n: float) -> str:
@@ -122,7 +129,8 @@ def format_report(r: FileReport, n_ctx: int) -> str:
         "",
         f"memory for one session at n_ctx={n_ctx}:",
         f"  weights (mmap)   {human(r.weight_bytes):>12s}",
-        f"  KV cache (f32)   {human(mem['kv_cache']):>12s}   ({c.kv_bytes_per_token(4)} bytes/token)",
+        f"  KV cache ({'f16' if r.kv_value_bytes == 2 else 'f32'})   {human(mem['kv_cache']):>12s}"
+        f"   ({c.kv_bytes_per_token(r.kv_value_bytes)} bytes/token)",
         f"  recurrent state  {human(mem['recurrent_state']):>12s}",
         f"  total            {human(r.weight_bytes + mem['total']):>12s}",
     ]
