@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,23 +97,33 @@ def test_bad_arguments(model_path: Path) -> None:
 def test_threads_run_concurrently_and_release_the_gil(model_path: Path) -> None:
     prompt, golden = load_golden(NAME)
     model = qwen35cpu.load(model_path, n_threads=1)
-    results: dict[int, np.ndarray] = {}
+    results: dict[int, list[np.ndarray]] = {i: [] for i in range(3)}
+    inside: list[tuple[float, float]] = []  # (start, end) of every eval call
 
     def work(i: int) -> None:
-        results[i] = model.session(n_ctx=len(prompt)).eval(prompt, all_logits=True)
+        for _ in range(4):
+            sess = model.session(n_ctx=len(prompt))
+            t0 = time.perf_counter()
+            out = sess.eval(prompt, all_logits=True)
+            inside.append((t0, time.perf_counter()))
+            results[i].append(out)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
-    ticks = 0
+    ticks: list[float] = []
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
-        ticks += 1  # the main thread keeps running Python while the evals run
-        threads[0].join(0.001)
+        ticks.append(time.perf_counter())  # the main thread keeps running Python while the evals run
+        threads[0].join(0.0005)
     for t in threads:
         t.join()
-    assert ticks > 1
+    # Python ran in the main thread while an eval was inside the core: only possible if eval released
+    # the GIL (holding it, the main thread could tick only between calls, never inside one).
+    during = sum(any(a < x < b for a, b in inside) for x in ticks)
+    assert during >= 3, (during, len(ticks))
     for i in range(3):
-        assert np.max(np.abs(results[i] - golden)) < 1e-3
+        for out in results[i]:
+            assert np.max(np.abs(out - golden)) < 1e-3
 
 
 def test_thread_count_does_not_change_logits(model_path: Path) -> None:
