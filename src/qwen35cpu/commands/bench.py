@@ -41,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
             other = args.depth2 or _deeper_slice(first, tmp)
             second = bench.bench_file(other, first.threads, bandwidth_gbs=first.bandwidth_gbs, **kw)
             results.append(second)
-        full = bench.PRESET_LAYERS.get(first.synth["preset"])
+        # The slice records its full depth (qwen35cpu.synth.full_layers); older slices only the preset.
+        full = first.synth.get("full_layers") or bench.PRESET_LAYERS.get(first.synth["preset"])
         if full is None:
             raise ValueError(f"unknown synth preset {first.synth['preset']!r}")
-        estimates.append({**bench.estimate_full(first, second, full), "threads": first.threads})
+        estimates.append({**bench.estimate_full(first, second, int(full)), "threads": first.threads})
     print(bench.format_table(results, estimates))
     if args.json:
         doc = {"results": [r.as_dict() for r in results], "estimates": estimates}
