@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--preset", default="397b", choices=sorted(bench.PRESET_LAYERS))
     ap.add_argument("-p", "--prompt", type=int, default=512)
     ap.add_argument("-n", "--gen", type=int, default=128)
+    ap.add_argument("-r", "--reps", type=int, default=2, help="runs of each measurement; the fastest counts")
     ap.add_argument("--no-llama", action="store_true", help="qwen35cpu only")
     ap.add_argument("--no-estimate", action="store_true",
                     help="skip the deeper slice and the full-model estimate")
@@ -62,7 +63,7 @@ def main() -> None:
             for threads in args.threads:
                 by_depth = []
                 for path in files.values():
-                    r = bench.bench_file(path, threads, args.prompt, args.gen, llama=llama,
+                    r = bench.bench_file(path, threads, args.prompt, args.gen, llama=llama, reps=args.reps,
                                          bandwidth_gbs=bandwidth[threads])
                     r.path = Path(path).name
                     print(bench.format_table([r]), flush=True)
@@ -81,6 +82,7 @@ def main() -> None:
         "isa": _core.active_isa(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "preset": args.preset, "experts": args.experts, "prompt_tokens": args.prompt, "gen_tokens": args.gen,
+        "reps": args.reps,
         "bandwidth_gbs": bandwidth,
         "results": [r.as_dict() for r in results],
         "full_model_estimates": estimates,

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-t", "--threads", type=int, metavar="N", help="threads (default: physical cores)")
     p.add_argument("-p", "--prompt", type=int, default=512, metavar="N", help="prompt tokens (pp)")
     p.add_argument("-n", "--gen", type=int, default=128, metavar="N", help="decoded tokens (tg)")
+    p.add_argument("-r", "--reps", type=int, default=1, metavar="N",
+                   help="runs of each measurement; the fastest counts (shared machines)")
     p.add_argument("--llama", action="store_true", help="also measure llama.cpp (needs the bench extra)")
     p.add_argument("--depth2", metavar="FILE",
                    help="a synth slice of another depth for the full-model estimate "
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.model}: no such file")
     if args.llama and not bench.llama_available():
         raise RuntimeError("--llama needs llama-cpp-python: pip install 'qwen35cpu[bench]'")
-    kw = {"n_prompt": args.prompt, "n_gen": args.gen, "llama": args.llama}
+    kw = {"n_prompt": args.prompt, "n_gen": args.gen, "llama": args.llama, "reps": args.reps}
     first = bench.bench_file(args.model, args.threads, **kw)
     results = [first]
     estimates = []
