@@ -50,7 +50,7 @@ def _result(n_layer: int, t0: float, t_layer: float, b0: int, b_layer: int) -> b
 
 
 def test_estimate_full_recovers_a_linear_model() -> None:
-    t0, tl, b0, bl = 0.02, 0.005, 1_000_000_000, 300_000_000
+    t0, tl, b0, bl = 0.02, 0.005, 100_000_000, 30_000_000  # tg below the roofline
     est = bench.estimate_full(_result(8, t0, tl, b0, bl), _result(4, t0, tl, b0, bl), 60)
     q = est["engines"]["qwen35cpu"]
     assert q["tg_tps"] == pytest.approx(1 / (t0 + 60 * tl))
@@ -58,6 +58,12 @@ def test_estimate_full_recovers_a_linear_model() -> None:
     assert est["bytes_per_token"] == pytest.approx(b0 + 60 * bl)
     assert est["roofline_tg_tps"] == pytest.approx(30e9 / (b0 + 60 * bl))
     assert est["ratio_to_llama"]["tg"] == pytest.approx(2.0)
+    assert "unreliable" not in q
+    # A deeper slice measured faster (a disturbed run) gives no estimate worth a ratio.
+    fast_deep = _result(8, t0, tl, b0, bl)
+    fast_deep.speeds[1].tg_tps = _result(4, t0, tl, b0, bl).speeds[1].tg_tps * 1.01
+    est = bench.estimate_full(_result(4, t0, tl, b0, bl), fast_deep, 60)
+    assert est["engines"]["llama.cpp"]["unreliable"] and "ratio_to_llama" not in est
     with pytest.raises(ValueError, match="different layer counts"):
         bench.estimate_full(_result(4, t0, tl, b0, bl), _result(4, t0, tl, b0, bl), 60)
 

@@ -266,11 +266,14 @@ def estimate_full(a: BenchResult, b: BenchResult, full_layers: int) -> dict[str,
             continue
         tg_s = extrapolate(1 / s_lo.tg_tps, 1 / s_hi.tg_tps)
         pp_s = extrapolate(1 / s_lo.pp_tps, 1 / s_hi.pp_tps)
-        out["engines"][s_lo.engine] = {
-            "tg_tps": 1 / tg_s, "pp_tps": 1 / pp_s, "roofline_share": (1 / tg_s) / out["roofline_tg_tps"],
-        }
+        e = {"tg_tps": 1 / tg_s, "pp_tps": 1 / pp_s, "roofline_share": (1 / tg_s) / out["roofline_tg_tps"]}
+        # More layers cannot take less time, nor can decode beat the roofline: if the two depths say
+        # so, one of the measurements was disturbed (a shared machine) and the estimate means nothing.
+        if s_hi.tg_tps >= s_lo.tg_tps or s_hi.pp_tps >= s_lo.pp_tps or e["roofline_share"] > 1:
+            e["unreliable"] = True
+        out["engines"][s_lo.engine] = e
     q, ll = out["engines"].get("qwen35cpu"), out["engines"].get("llama.cpp")
-    if q and ll:
+    if q and ll and not q.get("unreliable") and not ll.get("unreliable"):
         out["ratio_to_llama"] = {"pp": q["pp_tps"] / ll["pp_tps"], "tg": q["tg_tps"] / ll["tg_tps"]}
     return out
 
@@ -299,6 +302,7 @@ def format_table(results: Sequence[BenchResult], estimates: Sequence[dict[str, A
                 f"{'full model (estimate)':28s} {e['layers']:6d} {e.get('threads', 0):3d} {name:10s} "
                 f"{v['pp_tps']:8.2f} {v['tg_tps']:8.2f} {e['bytes_per_token'] / 1e6:8.1f} {'':7s} "
                 f"{e['roofline_tg_tps']:8.2f} {100 * v['roofline_share']:6.1f} {ratio:>12s}"
+                + ("  unreliable: a disturbed run" if v.get("unreliable") else "")
             )
     lines.append("x llama: qwen35cpu / llama.cpp tokens/s, pp/tg; roof: bandwidth / weight bytes per token")
     for r in results:
