@@ -1,14 +1,17 @@
-// Kernel benchmark binding: a single-thread matvec timed in C++, so the number measures the kernel
-// and the memory system, not Python call overhead (benchmarks/bench_kernels.py).
+// Benchmark bindings timed in C++, so the numbers measure the kernels and the memory system, not
+// Python call overhead: a single-thread matvec (benchmarks/bench_kernels.py) and the machine's
+// multi-thread memory read bandwidth, the roofline decode is compared with (qwen35cpu bench).
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels.h"
@@ -78,6 +81,60 @@ double matvec_bench(uint32_t type, const std::string& isa_name_arg, int64_t rows
   return static_cast<double>(rb) * static_cast<double>(rows) / best / 1e9;
 }
 
+// Sums a buffer's 64-bit words with eight independent accumulators: enough loads in flight that
+// one core is bound by memory, not by the adds (the compiler vectorises the loop at -O2/-O3).
+uint64_t sum_words(const uint64_t* p, size_t n) {
+  uint64_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) a[k] += p[i + k];
+  for (; i < n; i++) a[0] += p[i];
+  return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+}
+
+// Read bandwidth of `n_threads` threads, each summing its own part of one `bytes`-sized buffer
+// (each thread first writes its part, so pages are local to the thread that reads them, as the
+// decode's workers read their own rows). A pass is timed from before the threads start to the last one's
+// end; the fastest of `iters` passes counts, in GB/s (1e9 B/s). The buffer must be much larger than
+// the last-level cache, or the number measures the cache.
+double read_bandwidth(int n_threads, int64_t bytes, int iters) {
+  if (n_threads < 1 || n_threads > 1024) throw py::value_error("n_threads must be in [1, 1024]");
+  if (bytes < (1 << 20)) throw py::value_error("bytes must be at least 1 MiB");
+  if (iters < 1) throw py::value_error("iters must be positive");
+  const size_t words = static_cast<size_t>(bytes) / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  std::vector<uint64_t> sums(n_threads);
+  auto part = [&](int t, size_t* b, size_t* e) {
+    const size_t per = (words / n_threads) & ~size_t{7};
+    *b = per * t;
+    *e = t == n_threads - 1 ? words : *b + per;
+  };
+  double best = 1e300;
+  {
+    py::gil_scoped_release nogil;
+    for (int it = -1; it < iters; it++) {  // pass -1 (after the first touch) warms up
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<std::thread> th;
+      for (int t = 0; t < n_threads; t++)
+        th.emplace_back([&, t, it] {
+          size_t b, e;
+          part(t, &b, &e);
+          if (it == -1)
+            for (size_t i = b; i < e; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
+          sums[t] += sum_words(buf.get() + b, e - b);
+        });
+      for (auto& x : th) x.join();
+      // Thread start-up (tens of microseconds) is counted: small beside a pass over >= 256 MiB.
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (it >= 0) best = std::min(best, s);
+    }
+  }
+  volatile uint64_t sink = 0;
+  for (uint64_t v : sums) sink = sink + v;
+  (void)sink;
+  return static_cast<double>(words * sizeof(uint64_t)) / best / 1e9;
+}
+
 }  // namespace
 
 void bind_bench(py::module_& m) {
@@ -86,4 +143,8 @@ void bind_bench(py::module_& m) {
         "Time a single-thread matvec (rows x n weights of `type`, one activation row) with an ISA's kernels; "
         "returns GB/s of weights read in the fastest of `iters` passes. The matrix starts `offset` bytes "
         "after a page boundary.");
+  m.def("read_bandwidth", &read_bandwidth, py::arg("n_threads"), py::arg("bytes") = int64_t{1} << 30,
+        py::arg("iters") = 5,
+        "Memory read bandwidth in GB/s of n_threads threads each summing its part of a `bytes` buffer "
+        "(fastest of `iters` passes).");
 }

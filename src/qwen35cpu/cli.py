@@ -8,7 +8,7 @@ import sys
 
 # Subcommand modules under qwen35cpu.commands, imported lazily so `qwen35cpu info` does not
 # pay for the converter's imports and vice versa.
-COMMANDS = ["chat", "convert", "demo", "generate", "info", "synth"]
+COMMANDS = ["bench", "chat", "convert", "demo", "generate", "info", "synth"]
 
 
 def build_parser() -> argparse.ArgumentParser:
