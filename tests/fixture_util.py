@@ -10,7 +10,27 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from qwen35cpu.random_checkpoint import CFG_A
+
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny"
+
+# Every matrix's input dimension is 256: H, nh*D (attention output), nv*dv (DeltaNet output), I, Is.
+CFG_256 = {
+    **CFG_A,
+    "hidden_size": 256,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 128,
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
+    "linear_key_head_dim": 64,
+    "linear_value_head_dim": 64,
+    "moe_intermediate_size": 256,
+    "shared_expert_intermediate_size": 256,
+    "num_experts": 8,
+    "num_experts_per_tok": 2,
+}
+
 
 
 def list_fixtures() -> list[str]:

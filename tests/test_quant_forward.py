@@ -10,32 +10,15 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from fixture_util import mean_kl, rewrite_gguf
+from fixture_util import CFG_256, mean_kl, rewrite_gguf
 
 import qwen35cpu
 from qwen35cpu import _core
 from qwen35cpu.convert import convert
 from qwen35cpu.convert.mapping import forced_f32_by_name
-from qwen35cpu.random_checkpoint import CFG_A, layer_types, text_tensor_shapes, write_checkpoint
+from qwen35cpu.random_checkpoint import layer_types, text_tensor_shapes, write_checkpoint
 
 QT = gguf.GGMLQuantizationType
-
-# Every matrix's input dimension is 256: H, nh*D (attention output), nv*dv (DeltaNet output), I, Is.
-CFG_256 = {
-    **CFG_A,
-    "hidden_size": 256,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 128,
-    "linear_num_key_heads": 2,
-    "linear_num_value_heads": 4,
-    "linear_key_head_dim": 64,
-    "linear_value_head_dim": 64,
-    "moe_intermediate_size": 256,
-    "shared_expert_intermediate_size": 256,
-    "num_experts": 8,
-    "num_experts_per_tok": 2,
-}
 
 # Mean KL(f32 || type) measured on this model and prompt (scalar, AVX2 and AVX-512 kernels agree to
 # 0.2%), and the bound: the measurement with a 1.5x margin. The random model amplifies weight

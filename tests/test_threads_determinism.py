@@ -12,27 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixture_util import CFG_256
 
 from qwen35cpu import _core
 from qwen35cpu.convert import convert
-from qwen35cpu.random_checkpoint import CFG_A, text_tensor_shapes, write_checkpoint
+from qwen35cpu.random_checkpoint import text_tensor_shapes, write_checkpoint
 
-# Matrix inputs of 256 so the k-quants of q4_k_m apply to every matrix.
-CFG = {
-    **CFG_A,
-    "hidden_size": 256,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 128,
-    "linear_num_key_heads": 2,
-    "linear_num_value_heads": 4,
-    "linear_key_head_dim": 64,
-    "linear_value_head_dim": 64,
-    "moe_intermediate_size": 256,
-    "shared_expert_intermediate_size": 256,
-    "num_experts": 8,
-    "num_experts_per_tok": 3,
-}
+# Matrix inputs of 256 so the k-quants of q4_k_m apply to every matrix; top-3 routing.
+CFG = {**CFG_256, "num_experts_per_tok": 3}
 PROMPT = np.random.default_rng(3).integers(0, CFG["vocab_size"], 9).astype(np.int32)
 N_GEN = 12
 
