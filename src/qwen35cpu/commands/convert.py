@@ -43,12 +43,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+def checked_type(value: str) -> str:
+    """A --type argument, lower-cased; a one-line error for one the converter does not know."""
+    out_type = str(value).lower()
+    if out_type not in TYPES:
+        raise ValueError(f"unsupported --type {value!r}; choose one of {', '.join(TYPES)}")
+    return out_type
+
+
 def run(args: argparse.Namespace) -> int:
     from ..convert import convert, dry_run
 
-    out_type = str(args.type).lower()
-    if out_type not in TYPES:
-        raise ValueError(f"unsupported --type {args.type!r}; choose one of {', '.join(TYPES)}")
+    out_type = checked_type(args.type)
     if args.dry_run:
         if args.output is not None:
             raise ValueError("--dry-run writes nothing; leave out -o/--output")

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .convert import TYPES
+from .convert import TYPES, checked_type
 
 # Kept here so that `--help` does not import numpy and gguf (qwen35cpu.synth.PRESETS has the shapes).
 PRESETS = ("397b", "122b", "35b")
@@ -39,9 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..synth import write_synth
 
-    out_type = str(args.type).lower()
-    if out_type not in TYPES:
-        raise ValueError(f"unsupported --type {args.type!r}; choose one of {', '.join(TYPES)}")
+    out_type = checked_type(args.type)
     from tqdm import tqdm
 
     t0 = time.perf_counter()
