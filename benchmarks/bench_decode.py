@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("-n", "--gen", type=int, default=128)
     ap.add_argument("-r", "--reps", type=int, default=2, help="runs of each measurement; the fastest counts")
     ap.add_argument("--no-llama", action="store_true", help="qwen35cpu only")
+    ap.add_argument("--llama-mmap", choices=["both", "on", "off"], default="both",
+                    help="llama.cpp's weights mapped, copied, or each (the faster decode counts)")
     ap.add_argument("--no-estimate", action="store_true",
                     help="skip the deeper slice and the full-model estimate")
     ap.add_argument("--tmp", default=None, help="directory for the slices (default: the system's temp dir)")
@@ -42,11 +44,13 @@ def main() -> None:
     from qwen35cpu.synth import write_synth  # Part Y's writer (imported late: --help works without it)
 
     llama = not args.no_llama
+    llama_mmap = bench.LLAMA_MMAP[args.llama_mmap]
     if llama and not bench.llama_available():
         raise SystemExit("llama-cpp-python is not installed (pip install '.[bench]'); or pass --no-llama")
 
     bandwidth = {t: bench.read_bandwidth(t) for t in args.threads}
-    print("read bandwidth GB/s:", {t: round(v, 1) for t, v in bandwidth.items()}, flush=True)
+    print("read bandwidth GB/s (4 KiB pages, huge pages):",
+          {t: (round(v.pages_4k, 1), round(v.huge_pages, 1)) for t, v in bandwidth.items()}, flush=True)
     results: list[bench.BenchResult] = []
     estimates: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -64,7 +68,7 @@ def main() -> None:
                 by_depth = []
                 for path in files.values():
                     r = bench.bench_file(path, threads, args.prompt, args.gen, llama=llama, reps=args.reps,
-                                         bandwidth_gbs=bandwidth[threads])
+                                         bandwidth=bandwidth[threads], llama_mmap=llama_mmap)
                     r.path = Path(path).name
                     print(bench.format_table([r]), flush=True)
                     by_depth.append(r)
@@ -83,7 +87,8 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "preset": args.preset, "experts": args.experts, "prompt_tokens": args.prompt, "gen_tokens": args.gen,
         "reps": args.reps,
-        "bandwidth_gbs": bandwidth,
+        "bandwidth_gbs": {t: {"4k_pages": v.pages_4k, "huge_pages": v.huge_pages}
+                          for t, v in bandwidth.items()},
         "results": [r.as_dict() for r in results],
         "full_model_estimates": estimates,
         "table": table.splitlines(),

@@ -2,6 +2,7 @@
 // Python call overhead: a single-thread matvec (benchmarks/bench_kernels.py) and the machine's
 // multi-thread memory read bandwidth, the roofline decode is compared with (qwen35cpu bench).
 #include <pybind11/pybind11.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,11 +22,30 @@ using namespace q35;
 
 namespace {
 
+// Page-aligned anonymous memory: 4 KiB pages, as a mapped file's, or transparent huge pages (on
+// request, Linux), as the weight copy's (weight_memory.h).
+struct AnonBuffer {
+  uint8_t* p = nullptr;
+  size_t n = 0;
+  AnonBuffer(size_t bytes, bool huge) : n(bytes) {
+    void* m = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::runtime_error("cannot allocate " + std::to_string(n) + " bytes");
+    p = static_cast<uint8_t*>(m);
+#if defined(MADV_HUGEPAGE)
+    madvise(m, n, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+#endif
+  }
+  ~AnonBuffer() { munmap(p, n); }
+  AnonBuffer(const AnonBuffer&) = delete;
+  AnonBuffer& operator=(const AnonBuffer&) = delete;
+};
+
 // rows x n weights of `type` (distinct rows quantized from Gaussian floats, tiled over the matrix),
 // one activation row quantized with the ISA's own quantizer; every pass computes all rows' dot
 // products. Returns the weight bytes of one pass divided by the fastest pass, in GB/s (1e9 B/s):
 // the best pass is the one least disturbed by other processes on a shared machine.
-double matvec_bench(uint32_t type, const std::string& isa_name_arg, int64_t rows, int64_t n, int iters, int64_t offset) {
+double matvec_bench(uint32_t type, const std::string& isa_name_arg, int64_t rows, int64_t n, int iters, int64_t offset,
+                    bool huge_pages) {
   Isa isa = ISA_COUNT;
   for (int i = 0; i < ISA_COUNT; i++)
     if (isa_name_arg == isa_name(static_cast<Isa>(i))) isa = static_cast<Isa>(i);
@@ -46,8 +66,8 @@ double matvec_bench(uint32_t type, const std::string& isa_name_arg, int64_t rows
   const size_t rb = row_size(t, n);
   // Page-aligned, as a memory-mapped GGUF file is; `offset` bytes past the page start (tests the
   // kernels' behaviour on tensor data that is only 32-byte aligned).
-  std::vector<uint8_t> buf(rb * static_cast<size_t>(rows) + 4096 + offset);
-  uint8_t* wp = buf.data() + (4096 - reinterpret_cast<uintptr_t>(buf.data()) % 4096) % 4096 + offset;
+  AnonBuffer mem(rb * static_cast<size_t>(rows) + offset, huge_pages);
+  uint8_t* wp = mem.p + offset;
   std::vector<uint8_t> y(row_size(at, n));
   std::mt19937_64 rng(42);
   std::normal_distribution<float> g(0.0f, 1.0f);
@@ -96,13 +116,16 @@ uint64_t sum_words(const uint64_t* p, size_t n) {
 // (each thread first writes its part, so pages are local to the thread that reads them, as the
 // decode's workers read their own rows). A pass is timed from before the threads start to the last one's
 // end; the fastest of `iters` passes counts, in GB/s (1e9 B/s). The buffer must be much larger than
-// the last-level cache, or the number measures the cache.
-double read_bandwidth(int n_threads, int64_t bytes, int iters) {
+// the last-level cache, or the number measures the cache. With huge_pages the buffer asks for
+// transparent huge pages (Linux), as the weight copy does (weight_memory.h); without, it is
+// made of 4 KiB pages, as a mapped file is.
+double read_bandwidth(int n_threads, int64_t bytes, int iters, bool huge_pages) {
   if (n_threads < 1 || n_threads > 1024) throw py::value_error("n_threads must be in [1, 1024]");
   if (bytes < (1 << 20)) throw py::value_error("bytes must be at least 1 MiB");
   if (iters < 1) throw py::value_error("iters must be positive");
   const size_t words = static_cast<size_t>(bytes) / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  AnonBuffer mem(words * sizeof(uint64_t), huge_pages);
+  uint64_t* const buf = reinterpret_cast<uint64_t*>(mem.p);
   std::vector<uint64_t> sums(n_threads);
   auto part = [&](int t, size_t* b, size_t* e) {
     const size_t per = (words / n_threads) & ~size_t{7};
@@ -121,7 +144,7 @@ double read_bandwidth(int n_threads, int64_t bytes, int iters) {
           part(t, &b, &e);
           if (it == -1)
             for (size_t i = b; i < e; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
-          sums[t] += sum_words(buf.get() + b, e - b);
+          sums[t] += sum_words(buf + b, e - b);
         });
       for (auto& x : th) x.join();
       // Thread start-up (tens of microseconds) is counted: small beside a pass over >= 256 MiB.
@@ -139,12 +162,12 @@ double read_bandwidth(int n_threads, int64_t bytes, int iters) {
 
 void bind_bench(py::module_& m) {
   m.def("matvec_bench", &matvec_bench, py::arg("type"), py::arg("isa"), py::arg("rows"), py::arg("n"),
-        py::arg("iters"), py::arg("offset") = 0,
+        py::arg("iters"), py::arg("offset") = 0, py::arg("huge_pages") = false,
         "Time a single-thread matvec (rows x n weights of `type`, one activation row) with an ISA's kernels; "
         "returns GB/s of weights read in the fastest of `iters` passes. The matrix starts `offset` bytes "
-        "after a page boundary.");
+        "after a page boundary; huge_pages backs it with transparent huge pages (Linux), as the weight copy is.");
   m.def("read_bandwidth", &read_bandwidth, py::arg("n_threads"), py::arg("bytes") = int64_t{1} << 30,
-        py::arg("iters") = 5,
+        py::arg("iters") = 5, py::arg("huge_pages") = false,
         "Memory read bandwidth in GB/s of n_threads threads each summing its part of a `bytes` buffer "
-        "(fastest of `iters` passes).");
+        "(fastest of `iters` passes); huge_pages: back the buffer with transparent huge pages (Linux).");
 }

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 
 #include "model.h"
 
@@ -47,8 +48,24 @@ void bind_model(py::module_& m) {
   py::register_exception<std::length_error>(m, "ContextFullError", PyExc_ValueError);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model")
-      .def(py::init<const std::string&, int>(), py::arg("path"), py::arg("n_threads") = 0,
-           py::call_guard<py::gil_scoped_release>())
+      .def(py::init([](const std::string& path, int n_threads, std::optional<bool> use_mmap) {
+             const q35::WeightPlacement p = !use_mmap ? q35::WeightPlacement::Auto
+                                            : *use_mmap ? q35::WeightPlacement::Mmap
+                                                        : q35::WeightPlacement::Copy;
+             py::gil_scoped_release nogil;
+             return std::make_shared<Model>(path, n_threads, p);
+           }),
+           py::arg("path"), py::arg("n_threads") = 0, py::arg("use_mmap") = py::none(),
+           "use_mmap: True reads the matrices through the file mapping, False copies them into anonymous "
+           "huge-page memory, None (default) copies where that pays and fits.")
+      .def_property_readonly("weights_copied", [](const Model& md) { return md.weight_copy() != nullptr; })
+      .def_property_readonly("copied_bytes",
+                             [](const Model& md) { return md.weight_copy() ? md.weight_copy()->bytes() : size_t{0}; })
+      .def_property_readonly(
+          "huge_page_bytes",
+          [](const Model& md) { return md.weight_copy() ? md.weight_copy()->huge_page_bytes() : size_t{0}; },
+          "bytes of the weight copy the kernel backs with huge pages now")
+      .def_property_readonly("mmap_reason", &Model::mmap_reason, "why the matrices are not copied ('' when they are)")
       .def_property_readonly("config", [](const Model& md) { return config_dict(md.config()); })
       .def_property_readonly("path", [](const Model& md) { return md.file().path(); })
       .def_property_readonly("paths", [](const Model& md) { return md.files().paths(); },

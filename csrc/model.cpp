@@ -2,6 +2,7 @@
 // them. Every problem is a GgufError naming the file and the tensor or key.
 #include "model.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace q35 {
@@ -28,16 +29,63 @@ int Config::n_attn_layers() const {
   return n;
 }
 
-Model::Model(const std::string& path, int n_threads) {
+Model::Model(const std::string& path, int n_threads, WeightPlacement placement) {
   files_ = std::make_unique<GgufSet>(path);
   cfg_ = read_config(*files_);
+  pool_ = std::make_unique<ThreadPool>(n_threads > 0 ? n_threads : default_thread_count());
   bind_weights();
+  place_weights(placement);
   // Quantized matrices (any layer's MoE down projection is representative of the file's type)
   // get an F16 KV cache; see Config::kv_value_bytes.
   const TypeTraits* t = layers.empty() ? nullptr : layers[0].moe.down_exps.tt;
   const bool floats = !t || t == type_traits(T_F32) || t == type_traits(T_F16) || t == type_traits(T_BF16);
   cfg_.kv_value_bytes = floats ? 4 : 2;
-  pool_ = std::make_unique<ThreadPool>(n_threads > 0 ? n_threads : default_thread_count());
+}
+
+Model::~Model() = default;
+
+template <class F>
+void Model::for_each_mat(F&& f) {
+  f(tok_embd);
+  f(output);
+  for (Layer& L : layers) {
+    for (Mat* m : {&L.at.wq, &L.at.wk, &L.at.wv, &L.at.wo, &L.dn.wqkv, &L.dn.wgate, &L.dn.wbeta, &L.dn.walpha,
+                   &L.dn.wout, &L.moe.router, &L.moe.gate_exps, &L.moe.up_exps, &L.moe.down_exps, &L.moe.gate_sh,
+                   &L.moe.up_sh, &L.moe.down_sh, &L.moe.sh_gate})
+      f(*m);
+  }
+}
+
+void Model::place_weights(WeightPlacement placement) {
+  if (placement == WeightPlacement::Mmap) {
+    mmap_reason_ = "asked for";
+    return;
+  }
+  // The embedding is read one row per token: it stays mapped unless it doubles as the LM head.
+  std::vector<WeightCopy::Range> ranges;
+  uint64_t need = 0;
+  for (const WeightCopy::Range& r : mat_ranges_) {
+    if (r.src == tok_embd.data && output.data != tok_embd.data) continue;
+    if (std::any_of(ranges.begin(), ranges.end(), [&](const WeightCopy::Range& q) { return q.src == r.src; })) continue;
+    ranges.push_back(r);
+    need += r.n;
+  }
+  const std::string why = copy_unavailable_reason(need);
+  if (placement == WeightPlacement::Auto && !why.empty()) {
+    mmap_reason_ = why;
+    return;
+  }
+  try {
+    copy_ = std::make_unique<WeightCopy>(ranges, *pool_);
+  } catch (const std::runtime_error& e) {
+    // Asked for, it is an error; chosen automatically, the mapping still works.
+    if (placement == WeightPlacement::Copy) files_->meta().fail(e.what());
+    mmap_reason_ = e.what();
+    return;
+  }
+  for_each_mat([&](Mat& m) {
+    if (const uint8_t* p = copy_->relocate(m.data)) m.data = p;
+  });
 }
 
 Config read_config(const GgufSet& files) {
@@ -113,7 +161,7 @@ Config read_config(const GgufSet& files) {
   return c;
 }
 
-Mat Model::mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat) const {
+Mat Model::mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat) {
   const GgufFile& f = files_->meta();
   const GgufSet::Found found = files_->find_tensor(name);
   const GgufTensorInfo* t = found.info;
@@ -137,6 +185,7 @@ Mat Model::mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_m
   m.n_mat = n_mat;
   m.row_bytes = row_size(*tt, n_in);
   m.mat_bytes = m.row_bytes * static_cast<size_t>(n_out);
+  mat_ranges_.push_back({m.data, m.mat_bytes * static_cast<size_t>(n_mat)});
   return m;
 }
 

@@ -1,6 +1,7 @@
 // The qwen35moe model: hyper-parameters and weight views read from a GGUF file, and the
-// per-sequence state. Weights are zero-copy views into the mmap'd file; only the small
-// per-channel vectors (norms, conv taps, gates' biases) are copied out as float.
+// per-sequence state. Matrices are views into the mmap'd file or into a huge-page copy of it
+// (weight_memory.h); the small per-channel vectors (norms, conv taps, gates' biases) are copied
+// out as float.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "gguf_split.h"
 #include "quant.h"
 #include "threadpool.h"
+#include "weight_memory.h"
 
 namespace q35 {
 
@@ -107,11 +109,16 @@ Config read_config(const GgufSet& files);
 
 class Model {
  public:
-  Model(const std::string& path, int n_threads);
+  Model(const std::string& path, int n_threads, WeightPlacement placement = WeightPlacement::Auto);
+  ~Model();
   const Config& config() const { return cfg_; }
   const GgufFile& file() const { return files_->meta(); }  // the metadata (first part)
   const GgufSet& files() const { return *files_; }
   ThreadPool& pool() const { return *pool_; }
+  // Where the matrices are read from: nullptr while they are read through the file mapping.
+  const WeightCopy* weight_copy() const { return copy_.get(); }
+  // Why they are not copied ("" when they are).
+  const std::string& mmap_reason() const { return mmap_reason_; }
 
   Mat tok_embd, output;
   std::vector<float> output_norm;
@@ -119,10 +126,16 @@ class Model {
 
  private:
   void bind_weights();
-  Mat mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat = 1) const;
+  void place_weights(WeightPlacement placement);
+  template <class F>
+  void for_each_mat(F&& f);
+  Mat mat(const std::string& name, int64_t n_in, int64_t n_out, int64_t n_mat = 1);
   std::vector<float> vec(const std::string& name, int64_t n) const;
   std::unique_ptr<GgufSet> files_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<WeightCopy> copy_;
+  std::vector<WeightCopy::Range> mat_ranges_;  // every matrix tensor bound, as stored in the file
+  std::string mmap_reason_;
   Config cfg_;
 };
 

@@ -34,6 +34,9 @@ def test_read_bandwidth_is_plausible_and_checks_input() -> None:
     # 64 MiB: beyond this machine's last-level cache; any machine moves it at more than 0.1 GB/s.
     bw = _core.read_bandwidth(1, 64 << 20, 2)
     assert 0.1 < bw < 10_000
+    assert 0.1 < _core.read_bandwidth(1, 64 << 20, 2, huge_pages=True) < 10_000
+    both = bench.read_bandwidth(1)
+    assert both.best == max(both.pages_4k, both.huge_pages) > 0.1
     with pytest.raises(ValueError, match="n_threads"):
         _core.read_bandwidth(0, 64 << 20, 1)
     with pytest.raises(ValueError, match="1 MiB"):
@@ -46,7 +49,8 @@ def _result(n_layer: int, t0: float, t_layer: float, b0: int, b_layer: int) -> b
     tg = 1 / (t0 + n_layer * t_layer)
     pp = 1 / (t0 / 10 + n_layer * t_layer / 10)
     speeds = [bench.Speed("qwen35cpu", 2, 8, 4, pp, tg), bench.Speed("llama.cpp", 2, 8, 4, pp / 2, tg / 2)]
-    return bench.BenchResult(f"{n_layer}.gguf", 2, n_layer, 30.0, tb, speeds, {"preset": "397b"})
+    bw = bench.Bandwidth(25.0, 30.0)
+    return bench.BenchResult(f"{n_layer}.gguf", 2, n_layer, bw, tb, speeds, {"preset": "397b"})
 
 
 def test_estimate_full_recovers_a_linear_model() -> None:
@@ -80,6 +84,10 @@ def test_bench_command(converted: Callable[[str, str], Path], tmp_path: Path) ->
     assert s["engine"] == "qwen35cpu" and s["threads"] == 1 and s["pp_tps"] > 0 and s["tg_tps"] > 0
     assert res["token_bytes"]["total"] == bench.bytes_per_token(path).total
     assert s["roofline_share"] == pytest.approx(s["tg_tps"] / res["roofline_tg_tps"])
+    bw = res["bandwidth"]
+    assert res["bandwidth_gbs"] == max(bw["pages_4k"], bw["huge_pages"])
+    assert s["weights"]  # where the weights were read from, in words
+    assert "bandwidth, 1t:" in r.stdout and "huge pages" in r.stdout
     assert doc["estimates"] == []  # a converted model is no synth slice
 
 

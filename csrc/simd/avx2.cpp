@@ -21,16 +21,19 @@ using namespace x86;
 
 // Loaders of 8 weights as floats.
 struct LoadF32 {
+  static constexpr int kBytes = 4;
   static __m256 load(const void* p, int64_t i) { return _mm256_loadu_ps(static_cast<const float*>(p) + i); }
   static float one(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
 };
 struct LoadF16 {
+  static constexpr int kBytes = 2;
   static __m256 load(const void* p, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
   }
   static float one(const void* p, int64_t i) { return f16(static_cast<const uint16_t*>(p)[i]); }
 };
 struct LoadBF16 {
+  static constexpr int kBytes = 2;
   static __m256 load(const void* p, int64_t i) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -50,6 +53,7 @@ float dot_float(int64_t n, const void* x, const void* vy) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
+    prefetch_ahead<32 * L::kBytes>(static_cast<const char*>(x) + i * L::kBytes);
     a0 = _mm256_fmadd_ps(L::load(x, i), _mm256_loadu_ps(y + i), a0);
     a1 = _mm256_fmadd_ps(L::load(x, i + 8), _mm256_loadu_ps(y + i + 8), a1);
     a2 = _mm256_fmadd_ps(L::load(x, i + 16), _mm256_loadu_ps(y + i + 16), a2);
@@ -103,6 +107,7 @@ float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   };
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
+    prefetch_ahead<4 * sizeof(typename W::Block)>(x + i);
     const __m256 d = _mm256_castps128_ps256(scale4(x + i, y + i));
     acc0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(0)), dot(i), acc0);
     acc1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(1)), dot(i + 1), acc1);
@@ -160,6 +165,7 @@ float dot_nibbles32(int64_t n, const void* vx, const void* vy) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
+    prefetch_ahead<4 * sizeof(typename N::Block)>(x + i);
     const __m256 d = _mm256_castps128_ps256(scale4(x + i, y + i));
     acc0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, idx01), two(i), acc0);
     acc1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, idx23), two(i + 2), acc1);

@@ -38,6 +38,7 @@ float vec_dot_q4_k(int64_t n, const void* vx, const void* vy) {
   __m256 acc = _mm256_setzero_ps();
   __m256 accm = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     uint8_t sc[8], mn[8];
     unpack_scales_k4(x[i].scales, sc, mn);
     // Min term: sum_j m_j * (bsums[2j] + bsums[2j+1]), the mins duplicated to pair with bsums.
@@ -76,6 +77,7 @@ float vec_dot_q5_k(int64_t n, const void* vx, const void* vy) {
   __m256 acc = _mm256_setzero_ps();
   __m256 accm = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     uint8_t sc[8], mn[8];
     unpack_scales_k4(x[i].scales, sc, mn);
     int64_t mv;
@@ -120,6 +122,7 @@ float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
   const __m256i m2 = _mm256_set1_epi8(0x30);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
     // The -32 offset: 32 * sum_i S_i * bsums_i, subtracted from the int32 sums.
     const __m256i off = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepi8_epi16(sc8));
@@ -156,6 +159,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
   const __m256i bit2 = _mm256_set1_epi8(4);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m128i sc8 = scales_q3k(x[i].scales);
     // The -4 of a clear high bit: value = (q | h << 2) - 4, the -4 folded in with bsums.
     const __m256i off = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepi8_epi16(sc8));
@@ -190,6 +194,7 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
   __m256 acc = _mm256_setzero_ps();
   __m256 accm = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m128i sb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
     const __m128i sc8 = _mm_and_si128(sb, m4);
     const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4)));
@@ -220,6 +225,7 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m256i scales = _mm256_broadcastsi128_si256(scales_iq4xs(x[i]));
     __m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 2) {

@@ -22,12 +22,14 @@ using namespace x86;
 // make the summation order, and so the last bits of the result, depend on where the tensor lies in
 // its file, and the same weights must give the same logits in any file.
 struct LoadF32 {
+  static constexpr int kBytes = 4;
   static __m512 load(const void* p, int64_t i) { return _mm512_loadu_ps(static_cast<const float*>(p) + i); }
   static __m512 load(const void* p, int64_t i, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
   }
 };
 struct LoadF16 {
+  static constexpr int kBytes = 2;
   static __m512 load(const void* p, int64_t i) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
   }
@@ -36,6 +38,7 @@ struct LoadF16 {
   }
 };
 struct LoadBF16 {
+  static constexpr int kBytes = 2;
   static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
   static __m512 load(const void* p, int64_t i) {
     return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
@@ -51,6 +54,7 @@ float dot_float(int64_t n, const void* x, const void* vy) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
+    prefetch_ahead<64 * L::kBytes>(static_cast<const char*>(x) + i * L::kBytes);
     a0 = _mm512_fmadd_ps(L::load(x, i), _mm512_loadu_ps(y + i), a0);
     a1 = _mm512_fmadd_ps(L::load(x, i + 16), _mm512_loadu_ps(y + i + 16), a1);
     a2 = _mm512_fmadd_ps(L::load(x, i + 32), _mm512_loadu_ps(y + i + 32), a2);

@@ -107,6 +107,7 @@ float dot_blocks32(int64_t n, const void* vx, const void* vy) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
+    prefetch_ahead<4 * sizeof(typename W::Block)>(x + i);
     const __m512 d = _mm512_castps128_ps512(_mm_mul_ps(scales4_512(x + i), scales4_512(y + i)));
     const __m512i p0 = W::template dot2<Ops>(x[i], x[i + 1], load2x256(y[i].qs, y[i + 1].qs));
     const __m512i p1 = W::template dot2<Ops>(x[i + 2], x[i + 3], load2x256(y[i + 2].qs, y[i + 3].qs));
@@ -160,6 +161,7 @@ float dot_k4(int64_t n, const void* vx, const void* vy) {
   __m512 acc = _mm512_setzero_ps();
   __m256 accm = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     uint8_t sc[8], mn[8];
     unpack_scales_k4(x[i].scales, sc, mn);
     const __m128 dd = d_dmin(x[i], y[i].d);
@@ -205,6 +207,7 @@ float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
   const __m512i shr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
     const __m512i sc = lane_scale_table(_mm512_castsi256_si512(sc16));
     const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5);
@@ -238,6 +241,7 @@ float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
   const __m512i b2 = _mm512_set1_epi8(4);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m256i sc16 = _mm256_cvtepi8_epi16(scales_q3k(x[i].scales));
     const __m512i sc = lane_scale_table(_mm512_castsi256_si512(sc16));
     const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 2);
@@ -270,6 +274,7 @@ float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
   __m512 acc = _mm512_setzero_ps();
   __m256 accm = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m128i sb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
     const __m512i sc = lane_scale_table(_mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, m4))));
     const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4)));
@@ -302,6 +307,7 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
   const __m512i hi_idx = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
+    prefetch_ahead<sizeof(*x)>(x + i);
     const __m512i sc = lane_scale_table(_mm512_zextsi128_si512(scales_iq4xs(x[i])));
     __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
     for (int ib = 0; ib < 8; ib += 4) {

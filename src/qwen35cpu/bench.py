@@ -7,6 +7,11 @@ same thread count, the bytes of weights one decoded token reads (from the file: 
 matrix, the top-k experts' share of the routed expert tensors, the LM head, one embedding row),
 and from the two the decode roofline (bandwidth / bytes per token) and the share of it reached.
 
+Bandwidth is measured twice, on 4 KiB pages (as a mapped file is read) and on transparent huge
+pages (as qwen35cpu's weight copy is, where Linux gives them); the roofline takes the higher, so
+neither engine's share can be flattered by its page size. llama.cpp runs with its weights mapped
+(its default) and copied (`use_mmap=False`); the faster decode counts.
+
 A synth slice (metadata `qwen35cpu.synth.preset`) is a few layers of a real model shape, so the
 full model's speed is estimated from two slice depths: per-layer time is the difference over the
 extra layers, the rest (embedding, LM head, sampling overhead) is counted once.
@@ -27,6 +32,8 @@ from . import _core
 # Layers of the full models the synth presets slice (spec 1.1).
 PRESET_LAYERS = {"397b": 60, "122b": 48, "35b": 40}
 BANDWIDTH_BYTES = 1 << 30  # well beyond any last-level cache, so the number is DRAM's
+# --llama-mmap: llama.cpp's weights mapped, copied, or each in turn (the faster decode counts).
+LLAMA_MMAP: dict[str, tuple[bool, ...]] = {"both": (True, False), "on": (True,), "off": (False,)}
 
 
 @dataclass
@@ -70,6 +77,21 @@ class Speed:
     pp_tps: float
     tg_tps: float
     op_times: dict[str, float] | None = None  # seconds per op kind over the profiled decode steps
+    weights: str = ""  # where the engine read its weights from
+    # llama.cpp: every weight setting tried, {"mmap": {"pp_tps": .., "tg_tps": ..}, "no-mmap": ...}
+    tried: dict[str, dict[str, float]] | None = None
+
+
+@dataclass
+class Bandwidth:
+    """Memory read bandwidth in GB/s at one thread count, on 4 KiB pages and on huge pages."""
+
+    pages_4k: float
+    huge_pages: float
+
+    @property
+    def best(self) -> float:
+        return max(self.pages_4k, self.huge_pages)
 
 
 def prompt_ids(n: int, n_vocab: int, seed: int = 0) -> list[int]:
@@ -110,11 +132,12 @@ def _run_engine(
 
 
 def measure_qwen35cpu(
-    path: str, threads: int | None, n_prompt: int, n_gen: int, profile_steps: int = 16, reps: int = 1
+    path: str, threads: int | None, n_prompt: int, n_gen: int, profile_steps: int = 16, reps: int = 1,
+    use_mmap: bool | None = None,
 ) -> Speed:
     from .model import Model
 
-    model = Model(path, n_threads=threads)
+    model = Model(path, n_threads=threads, use_mmap=use_mmap)
     sess = model.session(n_ctx=n_prompt + n_gen + profile_steps + 2)
     ids = prompt_ids(n_prompt + n_gen + profile_steps + 2, model.config.n_vocab)
     core = sess._core  # the core session directly: no Python-side token bookkeeping in the timing
@@ -124,7 +147,7 @@ def measure_qwen35cpu(
 
     pp, tg = _run_engine(eval_fn, core.reset, ids, n_prompt, n_gen, reps)
     ops = _op_times(core, eval_fn, ids, profile_steps)
-    return Speed("qwen35cpu", model.n_threads, n_prompt, n_gen, pp, tg, ops)
+    return Speed("qwen35cpu", model.n_threads, n_prompt, n_gen, pp, tg, ops, model.weights_placement)
 
 
 def _op_times(
@@ -159,25 +182,39 @@ def llama_available() -> bool:
     return True
 
 
-def measure_llama(path: str, threads: int, n_prompt: int, n_gen: int, reps: int = 1) -> Speed:
-    """The same measurement through llama-cpp-python (the `bench` extra), on the same file."""
+def measure_llama(
+    path: str, threads: int, n_prompt: int, n_gen: int, reps: int = 1,
+    use_mmap: Sequence[bool] = (True, False),
+) -> Speed:
+    """The same measurement through llama-cpp-python (the `bench` extra), on the same file, with its
+    weights mapped and/or copied (`use_mmap`); the setting with the faster decode counts."""
     from llama_cpp import Llama
 
-    llm = Llama(
-        model_path=path, n_ctx=n_prompt + n_gen + 8, n_batch=max(n_prompt, 1), n_ubatch=max(n_prompt, 1),
-        n_threads=threads, n_threads_batch=threads, verbose=False,
+    if not use_mmap:
+        raise ValueError("use_mmap needs at least one setting")
+    tried: dict[str, dict[str, float]] = {}
+    for mm in use_mmap:
+        llm = Llama(
+            model_path=path, n_ctx=n_prompt + n_gen + 8, n_batch=max(n_prompt, 1), n_ubatch=max(n_prompt, 1),
+            n_threads=threads, n_threads_batch=threads, use_mmap=mm, verbose=False,
+        )
+        try:
+            ids = prompt_ids(n_prompt + n_gen + 2, llm.n_vocab())
+            pp, tg = _run_engine(llm.eval, llm.reset, ids, n_prompt, n_gen, reps)
+        finally:
+            llm.close()
+        tried["mmap" if mm else "no-mmap"] = {"pp_tps": pp, "tg_tps": tg}
+    best = max(tried, key=lambda k: tried[k]["tg_tps"])
+    return Speed("llama.cpp", threads, n_prompt, n_gen, tried[best]["pp_tps"], tried[best]["tg_tps"],
+                 weights=best, tried=tried)
+
+
+def read_bandwidth(threads: int) -> Bandwidth:
+    """Measured memory read bandwidth in GB/s (1e9 B/s) with `threads` threads, on both page sizes."""
+    return Bandwidth(
+        float(_core.read_bandwidth(threads, BANDWIDTH_BYTES, 5, False)),
+        float(_core.read_bandwidth(threads, BANDWIDTH_BYTES, 5, True)),
     )
-    try:
-        ids = prompt_ids(n_prompt + n_gen + 2, llm.n_vocab())
-        pp, tg = _run_engine(llm.eval, llm.reset, ids, n_prompt, n_gen, reps)
-    finally:
-        llm.close()
-    return Speed("llama.cpp", threads, n_prompt, n_gen, pp, tg)
-
-
-def read_bandwidth(threads: int) -> float:
-    """Measured memory read bandwidth in GB/s (1e9 B/s) with `threads` threads."""
-    return float(_core.read_bandwidth(threads, BANDWIDTH_BYTES, 5))
 
 
 @dataclass
@@ -185,10 +222,15 @@ class BenchResult:
     path: str
     threads: int
     n_layer: int
-    bandwidth_gbs: float
+    bandwidth: Bandwidth
     token_bytes: TokenBytes
     speeds: list[Speed] = field(default_factory=list)
     synth: dict[str, Any] | None = None  # the slice's metadata and the full-model estimate
+
+    @property
+    def bandwidth_gbs(self) -> float:
+        """The roofline's bandwidth: the higher of the two page sizes'."""
+        return self.bandwidth.best
 
     @property
     def roofline_tps(self) -> float:
@@ -199,6 +241,7 @@ class BenchResult:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["bandwidth_gbs"] = self.bandwidth_gbs
         d["roofline_tg_tps"] = self.roofline_tps
         for s in d["speeds"]:
             s["roofline_share"] = s["tg_tps"] / self.roofline_tps
@@ -220,22 +263,24 @@ def synth_info(path: str) -> dict[str, Any] | None:
 
 def bench_file(
     path: str, threads: int | None = None, n_prompt: int = 512, n_gen: int = 128, *, llama: bool = False,
-    bandwidth_gbs: float | None = None, reps: int = 1,
+    bandwidth: Bandwidth | None = None, reps: int = 1, use_mmap: bool | None = None,
+    llama_mmap: Sequence[bool] = (True, False),
 ) -> BenchResult:
-    """Measure one file: qwen35cpu (and llama.cpp with `llama`), bandwidth and bytes per token."""
+    """Measure one file: qwen35cpu (weights placed by `use_mmap`, see Model) and, with `llama`,
+    llama.cpp (each setting of `llama_mmap`, the faster counting); bandwidth and bytes per token."""
     if reps < 1:
         raise ValueError(f"reps must be at least 1, got {reps}")
     if n_prompt < 1 or n_gen < 1:
         raise ValueError(f"prompt and decode lengths must be at least 1, got {n_prompt} and {n_gen}")
-    q = measure_qwen35cpu(path, threads, n_prompt, n_gen, reps=reps)
+    q = measure_qwen35cpu(path, threads, n_prompt, n_gen, reps=reps, use_mmap=use_mmap)
     n_threads = q.threads
-    bw = bandwidth_gbs if bandwidth_gbs is not None else read_bandwidth(n_threads)
+    bw = bandwidth if bandwidth is not None else read_bandwidth(n_threads)
     cfg = _core.read_config(path)
     res = BenchResult(path, n_threads, int(cfg["n_layer"]), bw, bytes_per_token(path), [q], synth_info(path))
     if llama:
         if not llama_available():
             raise RuntimeError("--llama needs llama-cpp-python: pip install 'qwen35cpu[bench]'")
-        res.speeds.append(measure_llama(path, n_threads, n_prompt, n_gen, reps))
+        res.speeds.append(measure_llama(path, n_threads, n_prompt, n_gen, reps, llama_mmap))
     return res
 
 
@@ -305,6 +350,16 @@ def format_table(results: Sequence[BenchResult], estimates: Sequence[dict[str, A
                 + ("  unreliable: a disturbed run" if v.get("unreliable") else "")
             )
     lines.append("x llama: qwen35cpu / llama.cpp tokens/s, pp/tg; roof: bandwidth / weight bytes per token")
+    for r in results:
+        lines.append(f"bandwidth, {r.threads}t: {r.bandwidth.pages_4k:.1f} GB/s on 4 KiB pages, "
+                     f"{r.bandwidth.huge_pages:.1f} GB/s on huge pages (the roofline takes the higher)")
+        for s in r.speeds:
+            tried = ""
+            if s.tried and len(s.tried) > 1:
+                tried = " (tg " + ", ".join(f"{k} {v['tg_tps']:.2f}" for k, v in s.tried.items()) + ")"
+            if s.weights:
+                name = os.path.basename(r.path)
+                lines.append(f"weights, {name} {r.threads}t {s.engine}: {s.weights}{tried}")
     for r in results:
         for s in r.speeds:
             if s.op_times:

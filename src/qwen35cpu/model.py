@@ -23,20 +23,37 @@ if TYPE_CHECKING:
 
 
 class Model:
-    """A loaded model: weights mmap'd from the GGUF file, shared by all of its sessions."""
+    """A loaded model, shared by all of its sessions.
 
-    def __init__(self, path: str | os.PathLike[str], n_threads: int | None = None) -> None:
+    use_mmap: True reads the matrices straight from the mmap'd file; False copies them into
+    anonymous memory backed by huge pages (faster decode, the model's size in RAM; an error
+    where memory is short); None (default) copies on Linux with transparent huge pages when they
+    fit in the available memory, and maps elsewhere.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], n_threads: int | None = None, *, use_mmap: bool | None = None
+    ) -> None:
         self.path = os.fspath(path)
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be at least 1, got {n_threads}")
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"{self.path}: no such file")
-        self._core = _core.Model(self.path, n_threads or 0)
+        self._core = _core.Model(self.path, n_threads or 0, use_mmap)
         self.config = ModelConfig.from_dict(self._core.config)
 
     @property
     def n_threads(self) -> int:
         return int(self._core.n_threads)
+
+    @property
+    def weights_placement(self) -> str:
+        """Where the matrices are read from, in words."""
+        c = self._core
+        if not c.weights_copied:
+            return f"file mapping ({c.mmap_reason})"
+        share = c.huge_page_bytes / c.copied_bytes if c.copied_bytes else 0.0
+        return f"anonymous copy, {c.copied_bytes / 1e9:.2f} GB, {100 * min(share, 1.0):.0f}% in huge pages"
 
     @cached_property
     def metadata(self) -> dict[str, Any]:
@@ -385,6 +402,8 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return int(diff[0]) if diff.size else n
 
 
-def load(path: str | os.PathLike[str], n_threads: int | None = None) -> Model:
-    """Open a qwen35moe GGUF file. n_threads defaults to the number of physical cores."""
-    return Model(path, n_threads)
+def load(
+    path: str | os.PathLike[str], n_threads: int | None = None, *, use_mmap: bool | None = None
+) -> Model:
+    """Open a qwen35moe GGUF file. n_threads defaults to the number of physical cores; use_mmap: see Model."""
+    return Model(path, n_threads, use_mmap=use_mmap)

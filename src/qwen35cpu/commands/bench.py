@@ -7,6 +7,8 @@ import json
 import os
 import tempfile
 
+from .common import add_mmap_arguments
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="measure prompt and decode speed (and llama.cpp's, with --llama)")
@@ -17,6 +19,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-r", "--reps", type=int, default=1, metavar="N",
                    help="runs of each measurement; the fastest counts (shared machines)")
     p.add_argument("--llama", action="store_true", help="also measure llama.cpp (needs the bench extra)")
+    p.add_argument("--llama-mmap", choices=["both", "on", "off"], default="both",
+                   help="llama.cpp's weights mapped (on), copied (off) or each in turn, the faster "
+                        "decode counting (both, the default)")
+    add_mmap_arguments(p)
     p.add_argument("--depth2", metavar="FILE",
                    help="a synth slice of another depth for the full-model estimate "
                         "(default: synthesise one 4 layers deeper, in a temporary directory)")
@@ -34,14 +40,15 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.model}: no such file")
     if args.llama and not bench.llama_available():
         raise RuntimeError("--llama needs llama-cpp-python: pip install 'qwen35cpu[bench]'")
-    kw = {"n_prompt": args.prompt, "n_gen": args.gen, "llama": args.llama, "reps": args.reps}
+    kw = {"n_prompt": args.prompt, "n_gen": args.gen, "llama": args.llama, "reps": args.reps,
+          "use_mmap": args.use_mmap, "llama_mmap": bench.LLAMA_MMAP[args.llama_mmap]}
     first = bench.bench_file(args.model, args.threads, **kw)
     results = [first]
     estimates = []
     if first.synth is not None and not args.no_estimate:
         with tempfile.TemporaryDirectory() as tmp:
             other = args.depth2 or _deeper_slice(first, tmp)
-            second = bench.bench_file(other, first.threads, bandwidth_gbs=first.bandwidth_gbs, **kw)
+            second = bench.bench_file(other, first.threads, bandwidth=first.bandwidth, **kw)
             results.append(second)
         # The slice records its full depth (qwen35cpu.synth.full_layers); older slices only the preset.
         full = first.synth.get("full_layers") or bench.PRESET_LAYERS.get(first.synth["preset"])

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .common import add_mmap_arguments
 from .convert import TYPES
 
 # The real architecture, scaled down (see the spec's section 1.1 for the released sizes).
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--type", default="q8_0", choices=TYPES, help="GGUF type (default: q8_0)")
     p.add_argument("--tokens", type=int, default=16, help="tokens to generate")
     p.add_argument("--threads", type=int, default=None, help="threads (default: physical cores)")
+    add_mmap_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -90,7 +92,7 @@ def demo(work: Path, args: argparse.Namespace) -> int:
     print(f"    {gguf_path.stat().st_size / 2**20:.1f} MiB in {time.perf_counter() - t:.1f} s")
 
     t = step("loading")
-    model = qwen35cpu.load(gguf_path, n_threads=args.threads)
+    model = qwen35cpu.load(gguf_path, n_threads=args.threads, use_mmap=args.use_mmap)
     ids = model.tokenize(PROMPT)
     print(f"    {model!r}, {model.n_threads} threads, in {time.perf_counter() - t:.1f} s")
     print(f"    prompt {PROMPT!r} -> {len(ids)} tokens: {ids}")

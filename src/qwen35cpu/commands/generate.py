@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .common import add_mmap_arguments
+
 if TYPE_CHECKING:
     from ..generate import GenerationResult
     from ..model import Model
@@ -26,6 +28,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", type=int, metavar="N", help="compute threads (default: physical cores)")
     p.add_argument("-c", "--ctx", type=int, default=None, metavar="N",
                    help="context length in tokens (default: 4096, or the trained context if smaller)")
+    add_mmap_arguments(p)
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -55,7 +58,7 @@ def load_model(args: argparse.Namespace) -> Model:
     check_positive("--threads", args.threads)
     check_positive("--ctx", args.ctx)
     path: Path = resolve(args.model, log=lambda line: print(line, file=sys.stderr))
-    return qwen35cpu.load(path, n_threads=args.threads)
+    return qwen35cpu.load(path, n_threads=args.threads, use_mmap=args.use_mmap)
 
 
 def context_length(model: Model, args: argparse.Namespace) -> int:
