@@ -657,6 +657,13 @@ void SeqState::init(const Config& cfg, int ctx) {
   const int n_dn = cfg.n_layer - n_attn;
   k_cache.assign(n_attn, {});
   v_cache.assign(n_attn, {});
+  // Address space for the whole context now, so the token loop never reallocates (and copies) a
+  // growing cache; pages are only backed as positions are written.
+  const size_t kv_row = static_cast<size_t>(cfg.n_head_kv) * cfg.head_dim * cfg.kv_value_bytes;
+  for (int i = 0; i < n_attn; i++) {
+    k_cache[i].reserve(kv_row * static_cast<size_t>(ctx));
+    v_cache[i].reserve(kv_row * static_cast<size_t>(ctx));
+  }
   conv.assign(n_dn, std::vector<float>(static_cast<size_t>(cfg.ssm_conv_kernel - 1) * cfg.conv_dim(), 0.0f));
   ssm.assign(n_dn, std::vector<float>(static_cast<size_t>(cfg.ssm_dt_rank) * cfg.ssm_d_state * cfg.ssm_d_state, 0.0f));
   n_past = 0;

@@ -33,6 +33,24 @@ CFG_256 = {
 
 
 
+def build_cpp_target(build: Path, target: str) -> Path:
+    """Configure the project with the C++ tests on (tests/cpp) in `build` and build `target`; its path."""
+    import shutil
+
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is needed to build the C++ tests (pip install '.[test]')"
+    root = Path(__file__).resolve().parents[1]
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(
+        [cmake, "-S", str(root), "-B", str(build), *gen, "-DQ35_BUILD_TESTS=ON", "-DCMAKE_BUILD_TYPE=Release",
+         "-DCMAKE_DISABLE_FIND_PACKAGE_Python=ON"],
+        check=True, capture_output=True,
+    )
+    subprocess.run([cmake, "--build", str(build), "--target", target, "-j", "2"], check=True,
+                   capture_output=True)
+    return build / target
+
+
 def list_fixtures() -> list[str]:
     return sorted(p.name for p in FIXTURES.iterdir() if (p / "golden.npz").exists())
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from fixture_util import build_cpp_target
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,18 +41,7 @@ def required_isas() -> list[str]:
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake is needed to build the C++ kernel tests (pip install '.[test]')"
-    build = tmp_path_factory.mktemp("kernel-tests")
-    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    subprocess.run(
-        [cmake, "-S", str(ROOT), "-B", str(build), *gen, "-DQ35_BUILD_TESTS=ON", "-DCMAKE_BUILD_TYPE=Release",
-         "-DCMAKE_DISABLE_FIND_PACKAGE_Python=ON"],
-        check=True, capture_output=True,
-    )
-    subprocess.run([cmake, "--build", str(build), "--target", "q35_kernel_tests", "-j", "2"], check=True,
-                   capture_output=True)
-    return build / "q35_kernel_tests"
+    return build_cpp_target(tmp_path_factory.mktemp("kernel-tests"), "q35_kernel_tests")
 
 
 def test_simd_kernels_match_the_scalar_reference(harness: Path) -> None:
