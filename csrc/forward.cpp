@@ -143,12 +143,35 @@ inline Seg seg(const Mat& W, Act& a, float* Y) {
   return g;
 }
 
-// All rows of several matrices as one parallel job (one barrier). Every output row is computed
-// by the same code whatever the thread split, so results do not depend on the thread count.
+// The first row (over all segments in order) whose bytes start at or after byte `target` of the
+// segments' weights.
+int64_t row_at_byte(const Seg* segs, int ns, uint64_t target) {
+  int64_t rows = 0;
+  uint64_t bytes = 0;
+  for (int i = 0; i < ns; i++) {
+    const uint64_t rb = segs[i].W->row_bytes, n = static_cast<uint64_t>(segs[i].W->n_out);
+    if (target <= bytes + n * rb) return rows + static_cast<int64_t>((target - bytes + rb - 1) / rb);
+    rows += segs[i].W->n_out;
+    bytes += n * rb;
+  }
+  return rows;
+}
+
+// All rows of several matrices as one parallel job (one barrier). Threads get equal shares of the
+// weight bytes, not of the rows: the matrices of one job may differ in type (a Q6_K row is 1.46
+// Q4_K rows), and the job ends when the slowest thread does. Every output row is computed by the
+// same code whatever the thread split, so results do not depend on the thread count.
 void matmul_segs(ThreadPool& pool, const Seg* segs, int ns, int64_t T) {
   int64_t total = 0;
-  for (int i = 0; i < ns; i++) total += segs[i].W->n_out;
-  pool.parallel_for(total, [&](int64_t r0, int64_t r1) {
+  uint64_t total_bytes = 0;
+  for (int i = 0; i < ns; i++) {
+    total += segs[i].W->n_out;
+    total_bytes += static_cast<uint64_t>(segs[i].W->n_out) * segs[i].W->row_bytes;
+  }
+  pool.run([&](int ith, int nth) {
+    const int64_t r0 = row_at_byte(segs, ns, total_bytes * ith / nth);
+    const int64_t r1 = ith == nth - 1 ? total : row_at_byte(segs, ns, total_bytes * (ith + 1) / nth);
+    if (r0 >= r1) return;
     int si = 0;
     int64_t base = 0;
     while (r0 >= base + segs[si].W->n_out) base += segs[si++].W->n_out;
@@ -356,14 +379,18 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
   }
 
   // The delta rule, token by token, each value head independent (its state S is [dk, dv]):
-  //   S *= exp(g); pred = S^T k; delta = beta (v - pred); S += k delta^T; o = S^T q
-  // then the gated RMSNorm y = o / rms(o) * norm * silu(z).
+  //   S <- exp(g) S; delta = beta (v - S^T k); S <- S + k delta^T; o = S^T q
+  // then the gated RMSNorm y = o / rms(o) * norm * silu(z). The state (64 heads x 64 KiB per
+  // layer in the 397B model) is far larger than L2, so it is streamed twice, written once:
+  // a read-only pass gives S^T k and S^T q of the old state, and with d = exp(g)
+  //   delta = beta (v - d S^T k),  o = d S^T q + (q . k) delta
+  // (the new state's S^T q, expanded); then one pass writes S = d S + k delta^T.
   float* y = buf(s.y, T * vdim);  // [T, nv*dv]
   float* dtmp = buf(s.dtmp, static_cast<size_t>(nv) * 2 * dv);
   pool.parallel_for(nv, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; j++) {
-      float* pred = dtmp + j * 2 * dv;
-      float* o = pred + dv;
+      float* delta = dtmp + j * 2 * dv;  // S^T k, then delta
+      float* o = delta + dv;             // S^T q, then o
       float* S = st.ssm[dn].data() + j * dk * dv;
       const int kh = static_cast<int>(j % nk);
       for (int64_t t = 0; t < T; t++) {
@@ -373,22 +400,23 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
         const float* v = row + 2 * nk * dk + j * dv;
         const float decay = std::exp(a[t * nv + j]);
         const float beta = b[t * nv + j];
-        std::fill(pred, pred + dv, 0.0f);
-        for (int i = 0; i < dk; i++) {
-          float* Si = S + i * dv;
-          for (int jj = 0; jj < dv; jj++) {
-            Si[jj] *= decay;
-            pred[jj] += Si[jj] * k[i];
-          }
-        }
-        for (int jj = 0; jj < dv; jj++) pred[jj] = beta * (v[jj] - pred[jj]);  // delta
+        std::fill(delta, delta + dv, 0.0f);
         std::fill(o, o + dv, 0.0f);
         for (int i = 0; i < dk; i++) {
-          float* Si = S + i * dv;
+          const float* Si = S + i * dv;
           for (int jj = 0; jj < dv; jj++) {
-            Si[jj] += k[i] * pred[jj];
+            delta[jj] += Si[jj] * k[i];
             o[jj] += Si[jj] * q[i];
           }
+        }
+        const float qk = dot_f32(q, k, dk);
+        for (int jj = 0; jj < dv; jj++) {
+          delta[jj] = beta * (v[jj] - decay * delta[jj]);
+          o[jj] = decay * o[jj] + qk * delta[jj];
+        }
+        for (int i = 0; i < dk; i++) {
+          float* Si = S + i * dv;
+          for (int jj = 0; jj < dv; jj++) Si[jj] = decay * Si[jj] + k[i] * delta[jj];
         }
         float* yj = y + t * vdim + j * dv;
         const float* zj = z + t * vdim + j * dv;
