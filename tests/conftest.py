@@ -42,3 +42,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "reference" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cpp_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """cpp_build(target) -> path of a C++ test program (tests/cpp), all built in one folder, so the
+    core library compiles once per test session."""
+    from fixture_util import build_cpp_target
+
+    build = tmp_path_factory.mktemp("cpp-tests")
+    return lambda target: build_cpp_target(build, target)

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixture_util import build_cpp_target
 
 
 @pytest.fixture(scope="module")
-def counter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_cpp_target(tmp_path_factory.mktemp("alloc-test"), "q35_decode_alloc")
+def counter(cpp_build: Callable[[str], Path]) -> Path:
+    return cpp_build("q35_decode_alloc")
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixture_util import build_cpp_target
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,8 +40,8 @@ def required_isas() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_cpp_target(tmp_path_factory.mktemp("kernel-tests"), "q35_kernel_tests")
+def harness(cpp_build: Callable[[str], Path]) -> Path:
+    return cpp_build("q35_kernel_tests")
 
 
 def test_simd_kernels_match_the_scalar_reference(harness: Path) -> None:
