@@ -64,8 +64,8 @@ double matvec_bench(uint32_t type, const std::string& isa_name_arg, int64_t rows
                           std::to_string(std::max(t.blck_size, at.blck_size)) + " values");
 
   const size_t rb = row_size(t, n);
-  // Page-aligned, as a memory-mapped GGUF file is; `offset` bytes past the page start (tests the
-  // kernels' behaviour on tensor data that is only 32-byte aligned).
+  // Page-aligned, as a memory-mapped GGUF file or the weight copy is; `offset` bytes past the page
+  // start (tests the kernels' behaviour on tensor data that is only 32-byte aligned).
   AnonBuffer mem(rb * static_cast<size_t>(rows) + offset, huge_pages);
   uint8_t* wp = mem.p + offset;
   std::vector<uint8_t> y(row_size(at, n));

@@ -2,7 +2,6 @@
 // them. Every problem is a GgufError naming the file and the tensor or key.
 #include "model.h"
 
-#include <algorithm>
 #include <sstream>
 
 namespace q35 {
@@ -62,15 +61,11 @@ void Model::place_weights(WeightPlacement placement) {
     return;
   }
   // The embedding is read one row per token: it stays mapped unless it doubles as the LM head.
+  // (mat() runs once per tensor, so the ranges are distinct.)
   std::vector<WeightCopy::Range> ranges;
-  uint64_t need = 0;
-  for (const WeightCopy::Range& r : mat_ranges_) {
-    if (r.src == tok_embd.data && output.data != tok_embd.data) continue;
-    if (std::any_of(ranges.begin(), ranges.end(), [&](const WeightCopy::Range& q) { return q.src == r.src; })) continue;
-    ranges.push_back(r);
-    need += r.n;
-  }
-  const std::string why = copy_unavailable_reason(need);
+  for (const WeightCopy::Range& r : mat_ranges_)
+    if (r.src != tok_embd.data || output.data == tok_embd.data) ranges.push_back(r);
+  const std::string why = copy_unavailable_reason();
   if (placement == WeightPlacement::Auto && !why.empty()) {
     mmap_reason_ = why;
     return;

@@ -64,12 +64,11 @@ std::string no_memory_reason(uint64_t need) {
 
 }  // namespace
 
-std::string copy_unavailable_reason(uint64_t need) {
+std::string copy_unavailable_reason() {
 #if defined(__linux__)
   if (!thp_on_request()) return "transparent huge pages are off (/sys/kernel/mm/transparent_hugepage/enabled)";
-  return no_memory_reason(need);
+  return "";
 #else
-  (void)need;
   return "weights stay mapped on this platform (no huge pages to gain)";
 #endif
 }

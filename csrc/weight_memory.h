@@ -4,7 +4,7 @@
 // Decode streams every weight once per token, so it is bound by how fast memory can be read.
 // Page-cache pages of a mapped file are 4 KiB: each one costs a TLB miss (a two-level walk under
 // a hypervisor) and the hardware prefetchers stop at every 4 KiB boundary. The same data in
-// transparent huge pages read 15-20% faster on the 2-core Xeon we measure on
+// transparent huge pages read 15-40% faster on the 2-core Xeon we measure on
 // (benchmarks/results/). Linux gives anonymous memory huge pages on request (MADV_HUGEPAGE); it
 // never gives them to page-cache pages of ordinary file systems. macOS gives neither a choice:
 // Apple silicon already uses 16 KiB pages, and weights stay mapped there.
@@ -25,8 +25,9 @@ enum class WeightPlacement : int {
   Copy = 1,   // copy into anonymous huge-page memory; an error where it cannot be done
 };
 
-// Why Auto would not copy on this machine ("" when it would), for `need` bytes of weights.
-std::string copy_unavailable_reason(uint64_t need);
+// Why Auto would not copy on this platform ("" when it would). Whether the copy fits in memory
+// is WeightCopy's own check.
+std::string copy_unavailable_reason();
 
 // A private copy of a set of byte ranges (tensors in the file mappings), one anonymous mapping
 // for all of them, each range 64-byte aligned in it.
@@ -37,7 +38,7 @@ class WeightCopy {
     size_t n;
   };
   // Copies `ranges` (disjoint) using the pool's threads. Throws std::runtime_error with a
-  // one-line reason when the memory cannot be had.
+  // one-line reason when the memory cannot be had (too little available, or the mapping fails).
   WeightCopy(const std::vector<Range>& ranges, ThreadPool& pool);
   ~WeightCopy();
   WeightCopy(const WeightCopy&) = delete;

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def cpu_flags() -> set[str]:
     try:
