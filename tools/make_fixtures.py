@@ -19,10 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# torch rounds differently on AVX-512 than on AVX2 (up to 5e-5 in these logits); pinning its CPU
-# kernels to AVX2 makes the goldens bit-reproducible on any x86-64 machine. Set before torch loads.
+# torch rounds differently on AVX-512 than on AVX2 (up to 5e-5 in these logits), and MKL's GEMM
+# picks its blocking by the CPU model and cache sizes even on one ISA: the same AVX2 build gave
+# other last bits on a 480 MiB-L3 Xeon than where the goldens were first made. Pinning torch's
+# kernels to AVX2 and MKL to its strict conditional-numerical-reproducibility mode (one AVX2 code
+# path on every processor, whatever the alignment) makes the goldens bit-reproducible. Set before
+# torch loads.
 for _var, _isa in (("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
-                   ("ONEDNN_MAX_CPU_ISA", "AVX2")):
+                   ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("MKL_CBWR", "AVX2,STRICT")):
     os.environ.setdefault(_var, _isa)
 
 import numpy as np  # noqa: E402
