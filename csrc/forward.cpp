@@ -12,6 +12,7 @@
 #include <string>
 
 #include "f16_rows.h"
+#include "kernels.h"
 #include "model.h"
 
 namespace q35 {
@@ -381,16 +382,15 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
   // The delta rule, token by token, each value head independent (its state S is [dk, dv]):
   //   S <- exp(g) S; delta = beta (v - S^T k); S <- S + k delta^T; o = S^T q
   // then the gated RMSNorm y = o / rms(o) * norm * silu(z). The state (64 heads x 64 KiB per
-  // layer in the 397B model) is far larger than L2, so it is streamed twice, written once:
-  // a read-only pass gives S^T k and S^T q of the old state, and with d = exp(g)
-  //   delta = beta (v - d S^T k),  o = d S^T q + (q . k) delta
-  // (the new state's S^T q, expanded); then one pass writes S = d S + k delta^T.
+  // layer in the 397B model) is far larger than L2: the kernel streams it once and rewrites it
+  // from cache (kernels.h: delta_step_fn).
   float* y = buf(s.y, T * vdim);  // [T, nv*dv]
   float* dtmp = buf(s.dtmp, static_cast<size_t>(nv) * 2 * dv);
+  const delta_step_fn step = active_kernels().delta_step;
   pool.parallel_for(nv, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; j++) {
-      float* delta = dtmp + j * 2 * dv;  // S^T k, then delta
-      float* o = delta + dv;             // S^T q, then o
+      float* o = dtmp + j * 2 * dv;  // [dv]
+      float* tmp = o + dv;           // [dv]
       float* S = st.ssm[dn].data() + j * dk * dv;
       const int kh = static_cast<int>(j % nk);
       for (int64_t t = 0; t < T; t++) {
@@ -398,26 +398,7 @@ static void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& s
         const float* q = row + kh * dk;
         const float* k = row + nk * dk + kh * dk;
         const float* v = row + 2 * nk * dk + j * dv;
-        const float decay = std::exp(a[t * nv + j]);
-        const float beta = b[t * nv + j];
-        std::fill(delta, delta + dv, 0.0f);
-        std::fill(o, o + dv, 0.0f);
-        for (int i = 0; i < dk; i++) {
-          const float* Si = S + i * dv;
-          for (int jj = 0; jj < dv; jj++) {
-            delta[jj] += Si[jj] * k[i];
-            o[jj] += Si[jj] * q[i];
-          }
-        }
-        const float qk = dot_f32(q, k, dk);
-        for (int jj = 0; jj < dv; jj++) {
-          delta[jj] = beta * (v[jj] - decay * delta[jj]);
-          o[jj] = decay * o[jj] + qk * delta[jj];
-        }
-        for (int i = 0; i < dk; i++) {
-          float* Si = S + i * dv;
-          for (int jj = 0; jj < dv; jj++) Si[jj] = decay * Si[jj] + k[i] * delta[jj];
-        }
+        step(S, k, q, v, std::exp(a[t * nv + j]), b[t * nv + j], dk, dv, o, tmp);
         float* yj = y + t * vdim + j * dv;
         const float* zj = z + t * vdim + j * dv;
         rmsnorm(yj, o, w.norm.data(), dv, c.eps);

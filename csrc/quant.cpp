@@ -168,6 +168,7 @@ struct Kernels {
       set[ISA_SCALAR].vec_dot[t] = tb.t[t].vec_dot;
       set[ISA_SCALAR].quantize_act[t] = tb.t[t].quantize_act;
     }
+    set[ISA_SCALAR].delta_step = delta_step_ref;
     ok[ISA_SCALAR] = true;
     auto layer = [&](Isa isa, Isa base, bool (*fill)(KernelSet&)) {
       if (!ok[base]) return;
@@ -178,6 +179,7 @@ struct Kernels {
         if (ks.vec_dot[t]) set[isa].vec_dot[t] = ks.vec_dot[t];
         if (ks.quantize_act[t]) set[isa].quantize_act[t] = ks.quantize_act[t];
       }
+      if (ks.delta_step) set[isa].delta_step = ks.delta_step;
       ok[isa] = true;
     };
     layer(ISA_AVX2, ISA_SCALAR, fill_kernels_avx2);
@@ -238,5 +240,7 @@ bool isa_supported(Isa isa) { return isa >= 0 && isa < ISA_COUNT && all_kernels(
 const KernelSet* kernels(Isa isa) { return isa_supported(isa) ? &all_kernels().set[isa] : nullptr; }
 
 Isa active_isa() { return all_kernels().active; }
+
+const KernelSet& active_kernels() { return all_kernels().set[all_kernels().active]; }
 
 }  // namespace q35

@@ -10,6 +10,7 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <cpuid.h>
 
+#include "simd/delta_step.h"
 #include "simd/x86_util.h"
 
 namespace q35 {
@@ -253,6 +254,21 @@ void quantize_q8_k(const float* x, void* vy, int64_t n) {
   }
 }
 
+// ---------------------------------------------------------------- DeltaNet step
+
+struct V256 {
+  using Reg = __m256;
+  static constexpr int kW = 8, kBlock = 4;  // 32 columns: 8 accumulators of the 16 registers
+  static Reg zero() { return _mm256_setzero_ps(); }
+  static Reg set1(float x) { return _mm256_set1_ps(x); }
+  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, Reg x) { _mm256_storeu_ps(p, x); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+  static float sum(Reg a) { return hsum(a); }
+  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+};
+
 // F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
 bool cpu_has_f16c() {
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -266,6 +282,7 @@ bool fill_kernels_avx2(KernelSet& ks) {
   ks.vec_dot[T_F32] = vec_dot_f32;
   ks.vec_dot[T_F16] = vec_dot_f16;
   ks.vec_dot[T_BF16] = vec_dot_bf16;
+  ks.delta_step = simd_delta::delta_step<V256>;
   ks.vec_dot[T_Q8_0] = vec_dot_q8_0;
   ks.vec_dot[T_Q4_0] = vec_dot_q4_0;
   ks.vec_dot[T_IQ4_NL] = vec_dot_iq4_nl;

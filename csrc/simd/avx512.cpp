@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "simd/avx512_kernels.h"
+#include "simd/delta_step.h"
 
 namespace q35 {
 
@@ -83,6 +84,21 @@ struct OpsBW {
   static __m512i madd_acc(__m512i acc, __m512i a, __m512i b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
 };
 
+// ---------------------------------------------------------------- DeltaNet step
+
+struct V512 {
+  using Reg = __m512;
+  static constexpr int kW = 16, kBlock = 8;  // 128 columns: 16 accumulators of 32
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg set1(float x) { return _mm512_set1_ps(x); }
+  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, Reg x) { _mm512_storeu_ps(p, x); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  static float sum(Reg a) { return _mm512_reduce_add_ps(a); }
+  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+};
+
 bool vnni_wanted() {
   // QWEN35CPU_NO_VNNI=1 keeps the BW-only kernels on a VNNI CPU, so tests can check both sets.
   const char* off = std::getenv("QWEN35CPU_NO_VNNI");
@@ -98,6 +114,7 @@ bool fill_kernels_avx512(KernelSet& ks) {
   ks.vec_dot[T_F32] = vec_dot_f32;
   ks.vec_dot[T_F16] = vec_dot_f16;
   ks.vec_dot[T_BF16] = vec_dot_bf16;
+  ks.delta_step = simd_delta::delta_step<V512>;
   fill_avx512_quant<OpsBW>(ks);
   if (vnni_wanted()) fill_avx512_vnni(ks);
   return true;

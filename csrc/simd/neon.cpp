@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "quant_blocks.h"
+#include "simd/delta_step.h"
 #include "simd/neon_common.h"
 #if defined(__APPLE__)
 #include <sys/sysctl.h>
@@ -229,6 +230,21 @@ void quantize_q8_k(const float* src, void* dst, int64_t n) {
   }
 }
 
+// ---------------------------------------------------------------- DeltaNet step
+
+struct VNeon {
+  using Reg = float32x4_t;
+  static constexpr int kW = 4, kBlock = 8;  // 32 columns: 16 accumulators of the 32 registers
+  static Reg zero() { return vdupq_n_f32(0.0f); }
+  static Reg set1(float x) { return vdupq_n_f32(x); }
+  static Reg load(const float* p) { return vld1q_f32(p); }
+  static void store(float* p, Reg x) { vst1q_f32(p, x); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return vfmaq_f32(c, a, b); }
+  static Reg mul(Reg a, Reg b) { return vmulq_f32(a, b); }
+  static float sum(Reg a) { return vaddvq_f32(a); }
+  static void prefetch(const float* p) { __builtin_prefetch(p); }
+};
+
 }  // namespace
 
 bool fill_kernels_neon(KernelSet& ks) {
@@ -236,6 +252,7 @@ bool fill_kernels_neon(KernelSet& ks) {
   ks.vec_dot[T_F32] = f32_dot;
   ks.vec_dot[T_F16] = f16_dot;
   ks.vec_dot[T_BF16] = bf16_dot;
+  ks.delta_step = simd_delta::delta_step<VNeon>;
   ks.vec_dot[T_Q8_0] = q8_0_dot;
   ks.vec_dot[T_Q4_0] = q4_0_dot;
   ks.vec_dot[T_IQ4_NL] = iq4_nl_dot;

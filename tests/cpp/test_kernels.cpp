@@ -207,6 +207,61 @@ void test_quantize_act(Isa isa, const KernelSet& ks, const KernelSet& ref, uint3
   }
 }
 
+// The DeltaNet step against the reference. Each output is a short formula over sums of dk
+// products, so both kernels lie within 2 gamma_m (m = dk + 8) of the exact value, relative to
+// the magnitudes (sums of |terms|) that enter it, computed here in double. A wrong row, column or
+// gate misses by a good part of the magnitude; the state is checked element by element.
+void test_delta_step(Isa isa, const KernelSet& ks, const KernelSet& ref, std::mt19937_64& rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  const int64_t shapes[][2] = {{1, 1}, {3, 5}, {4, 8}, {16, 16}, {17, 33}, {32, 64}, {64, 72}, {128, 128}, {128, 136},
+                               {256, 128}, {128, 256}, {7, 250}};
+  for (const auto& sh : shapes) {
+    const int64_t dk = sh[0], dv = sh[1];
+    for (float scale : {1.0f, 1e-3f, 1e3f}) {
+      std::vector<float> S(dk * dv), k(dk), q(dk), v(dv);
+      for (float& x : S) x = scale * g(rng);
+      for (float& x : k) x = g(rng) / std::sqrt(static_cast<float>(dk));  // l2-normalised scale
+      for (float& x : q) x = g(rng) / static_cast<float>(dk);
+      for (float& x : v) x = scale * g(rng);
+      const float decay = u(rng), beta = u(rng);
+      std::vector<float> S1 = S, S2 = S, o1(dv), o2(dv), t1(dv), t2(dv);
+      ref.delta_step(S1.data(), k.data(), q.data(), v.data(), decay, beta, dk, dv, o1.data(), t1.data());
+      ks.delta_step(S2.data(), k.data(), q.data(), v.data(), decay, beta, dk, dv, o2.data(), t2.data());
+      const double m = static_cast<double>(dk + 8), eps = std::ldexp(1.0, -24);
+      const double gam = 2.0 * (m * eps / (1.0 - m * eps));
+      double qk_mag = 0.0;
+      for (int64_t i = 0; i < dk; i++) qk_mag += std::fabs(static_cast<double>(q[i]) * k[i]);
+      bool ok = true;
+      std::string where;
+      for (int64_t j = 0; j < dv && ok; j++) {
+        double ks_mag = 0.0, qs_mag = 0.0;
+        for (int64_t i = 0; i < dk; i++) {
+          ks_mag += std::fabs(static_cast<double>(S[i * dv + j]) * k[i]);
+          qs_mag += std::fabs(static_cast<double>(S[i * dv + j]) * q[i]);
+        }
+        const double delta_mag = beta * (std::fabs(v[j]) + decay * ks_mag);
+        const double o_mag = decay * qs_mag + qk_mag * delta_mag;
+        if (!close(o2[j], o1[j], gam * o_mag + 1e-30)) {
+          ok = false;
+          where = "o[" + std::to_string(j) + "] " + std::to_string(o2[j]) + " vs " + std::to_string(o1[j]);
+        }
+        for (int64_t i = 0; i < dk && ok; i++) {
+          const double s_mag = decay * std::fabs(S[i * dv + j]) + std::fabs(k[i]) * delta_mag;
+          if (!close(S2[i * dv + j], S1[i * dv + j], gam * s_mag + 1e-30)) {
+            ok = false;
+            where = "S[" + std::to_string(i) + "," + std::to_string(j) + "]";
+          }
+        }
+      }
+      char what[200];
+      std::snprintf(what, sizeof what, "%s delta_step dk=%lld dv=%lld scale=%g %s", isa_name(isa),
+                    static_cast<long long>(dk), static_cast<long long>(dv), scale, where.c_str());
+      report(ok, what);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -255,6 +310,11 @@ int main(int argc, char** argv) {
         report(has, std::string(isa_name(isa)) + " has its own quantize_act for " + type_traits(type)->name);
       test_quantize_act(isa, ks, ref, type, rng);
     }
+    const bool own_step = ks.delta_step != ref.delta_step;
+    (own_step ? own : fallback) += " delta_step";
+    if (require_coverage && (isa == ISA_AVX2 || isa == ISA_NEON))
+      report(own_step, std::string(isa_name(isa)) + " has its own delta_step");
+    test_delta_step(isa, ks, ref, rng);
     std::printf("%s: own kernels:%s\n%s: scalar fallback:%s\n", isa_name(isa), own.c_str(), isa_name(isa),
                 fallback.empty() ? " (none)" : fallback.c_str());
   }
