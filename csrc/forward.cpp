@@ -169,20 +169,34 @@ void matmul_segs(ThreadPool& pool, const Seg* segs, int ns, int64_t T) {
     total += segs[i].W->n_out;
     total_bytes += static_cast<uint64_t>(segs[i].W->n_out) * segs[i].W->row_bytes;
   }
+  // A batch of T > 1 tokens (a prompt) is tiled: a block of rows (about kTileBytes of weights)
+  // meets the tokens a block at a time (about kTileBytes of activations), so both blocks stay in
+  // L2 while every pair is computed. Untiled, each weight row would stream all T activation rows
+  // from memory (MBs for a long prompt). Each output is the same vec_dot either way.
+  constexpr uint64_t kTileBytes = 256 * 1024;
+  size_t max_xrow = 1;
+  for (int i = 0; i < ns; i++) max_xrow = std::max(max_xrow, segs[i].xrow);
+  const int64_t tok_block = T == 1 ? 1 : std::max<int64_t>(1, static_cast<int64_t>(kTileBytes / max_xrow));
   pool.run([&](int ith, int nth) {
     const int64_t r0 = row_at_byte(segs, ns, total_bytes * ith / nth);
     const int64_t r1 = ith == nth - 1 ? total : row_at_byte(segs, ns, total_bytes * (ith + 1) / nth);
-    if (r0 >= r1) return;
     int si = 0;
     int64_t base = 0;
-    while (r0 >= base + segs[si].W->n_out) base += segs[si++].W->n_out;
-    for (int64_t r = r0; r < r1; r++) {
-      if (r - base >= segs[si].W->n_out) base += segs[si++].W->n_out;
+    for (int64_t rb = r0; rb < r1;) {
+      while (rb >= base + segs[si].W->n_out) base += segs[si++].W->n_out;
+      // Rows of one segment only, up to kTileBytes of them (one row at least).
       const Seg& g = segs[si];
       const Mat& W = *g.W;
-      const int64_t i = r - base;
-      const uint8_t* w = W.row(i);
-      for (int64_t t = 0; t < T; t++) g.Y[t * W.n_out + i] = W.tt->vec_dot(W.n_in, w, g.x + t * g.xrow);
+      const int64_t per_block = T == 1 ? W.n_out : std::max<int64_t>(1, static_cast<int64_t>(kTileBytes / W.row_bytes));
+      const int64_t re = std::min({r1, base + W.n_out, rb + per_block});
+      for (int64_t tb = 0; tb < T; tb += tok_block) {
+        const int64_t te = std::min(T, tb + tok_block);
+        for (int64_t i = rb - base; i < re - base; i++) {
+          const uint8_t* w = W.row(i);
+          for (int64_t t = tb; t < te; t++) g.Y[t * W.n_out + i] = W.tt->vec_dot(W.n_in, w, g.x + t * g.xrow);
+        }
+      }
+      rb = re;
     }
   });
 }
