@@ -24,6 +24,7 @@ using delta_step_fn = void (*)(float* S, const float* k, const float* q, const f
 
 struct KernelSet {
   vec_dot_fn vec_dot[T_COUNT] = {};           // by weight type: dot against its vec_dot_type
+  vec_dot4_fn vec_dot4[T_COUNT] = {};         // the same against four activation rows (optional)
   from_float_fn quantize_act[T_COUNT] = {};   // by activation type (Q8_0, Q8_K): quantize a row
   delta_step_fn delta_step = nullptr;         // the DeltaNet recurrence, one head, one token
 };

@@ -178,6 +178,8 @@ struct Kernels {
       for (int t = 0; t < int{T_COUNT}; t++) {
         if (ks.vec_dot[t]) set[isa].vec_dot[t] = ks.vec_dot[t];
         if (ks.quantize_act[t]) set[isa].quantize_act[t] = ks.quantize_act[t];
+        // A four-row kernel only beside its own set's vec_dot: it must give the same bits.
+        if (ks.vec_dot[t]) set[isa].vec_dot4[t] = ks.vec_dot4[t];
       }
       if (ks.delta_step) set[isa].delta_step = ks.delta_step;
       ok[isa] = true;
@@ -219,6 +221,7 @@ struct ActiveTable {
     for (int i = 0; i < int{T_COUNT}; i++) {
       t[i] = table().t[i];
       if (t[i].vec_dot) t[i].vec_dot = ks.vec_dot[i];
+      if (t[i].vec_dot) t[i].vec_dot4 = ks.vec_dot4[i];
       if (t[i].quantize_act) t[i].quantize_act = ks.quantize_act[i];
     }
   }

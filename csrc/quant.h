@@ -24,6 +24,9 @@ using to_float_fn = void (*)(const void* src, float* dst, int64_t n);
 using from_float_fn = void (*)(const float* src, void* dst, int64_t n);
 // Dot product of n values: x in this type, y in vec_dot_type.
 using vec_dot_fn = float (*)(int64_t n, const void* x, const void* y);
+// One weight row x against four activation rows (y, y + ystride, ...): out[j] has the bits that
+// vec_dot(n, x, y + j * ystride) gives, the weights unpacked once for the four (prompt batches).
+using vec_dot4_fn = void (*)(int64_t n, const void* x, const void* y, size_t ystride, float* out);
 
 struct TypeTraits {
   const char* name = nullptr;  // nullptr: unknown id
@@ -37,6 +40,7 @@ struct TypeTraits {
   // of this CPU; SIMD paths may round ties differently from from_float.
   from_float_fn quantize_act = nullptr;
   vec_dot_fn vec_dot = nullptr;  // the fastest path of this CPU (see kernels.h)
+  vec_dot4_fn vec_dot4 = nullptr;  // where the active ISA has one; else vec_dot row by row
   uint32_t vec_dot_type = T_F32;
   bool computable() const { return to_float && vec_dot; }
 };

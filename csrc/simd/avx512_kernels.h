@@ -153,19 +153,29 @@ inline __m256i mins_k4(const uint8_t mn[8], const int16_t* bsums) {
 
 // Sub-blocks 2k and 2k+1 of a Q4_K / Q5_K super-block are the low and high nibbles of qs[32k..];
 // one register holds both, in value order. Q5_K adds bit 2k / 2k+1 of qh as bit 4.
-template <bool kQ5, class Ops>
-float dot_k4(int64_t n, const void* vx, const void* vy) {
+// NY activation rows (ystride bytes apart) at once: the weights and their scales are unpacked once
+// and every row takes exactly the operations of the one-row kernel (NY = 1), so the same bits.
+template <bool kQ5, class Ops, int NY>
+void dot_k4_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   using Block = typename std::conditional<kQ5, BlockQ5_K, BlockQ4_K>::type;
   const Block* x = static_cast<const Block*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
-  __m512 acc = _mm512_setzero_ps();
-  __m256 accm = _mm256_setzero_ps();
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  __m512 acc[NY];
+  __m256 accm[NY];
+  for (int r = 0; r < NY; r++) {
+    acc[r] = _mm512_setzero_ps();
+    accm[r] = _mm256_setzero_ps();
+  }
   for (int64_t i = 0; i < n / QK_K; i++) {
     prefetch_ahead<sizeof(*x)>(x + i);
     uint8_t sc[8], mn[8];
     unpack_scales_k4(x[i].scales, sc, mn);
-    const __m128 dd = d_dmin(x[i], y[i].d);
-    accm = _mm256_fnmadd_ps(bcast_elem1(dd), _mm256_cvtepi32_ps(mins_k4(mn, y[i].bsums)), accm);
+    __m128 dd[NY];
+    for (int r = 0; r < NY; r++) {
+      dd[r] = d_dmin(x[i], y[r][i].d);
+      accm[r] = _mm256_fnmadd_ps(bcast_elem1(dd[r]), _mm256_cvtepi32_ps(mins_k4(mn, y[r][i].bsums)), accm[r]);
+    }
     const __m512i scales = u8x8_to_lanes(sc);
     __m512i qh2;
     if constexpr (kQ5) {
@@ -173,7 +183,8 @@ float dot_k4(int64_t n, const void* vx, const void* vy) {
       qh2 = _mm512_broadcast_i64x4(load256(x[i].qh));
       qh2 = _mm512_mask_srli_epi16(qh2, 0xFFFF0000u, qh2, 1);
     }
-    __m512i sum0 = _mm512_setzero_si512(), sum1 = sum0;
+    __m512i sum0[NY], sum1[NY];
+    for (int r = 0; r < NY; r++) sum0[r] = sum1[r] = _mm512_setzero_si512();
     for (int k = 0; k < 4; k += 2) {
       __m512i v0 = nibbles_lo_hi_32(x[i].qs + 32 * k);
       __m512i v1 = nibbles_lo_hi_32(x[i].qs + 32 * k + 32);
@@ -183,14 +194,29 @@ float dot_k4(int64_t n, const void* vx, const void* vy) {
         v1 = _mm512_mask_add_epi8(v1, _mm512_test_epi8_mask(qh2, _mm512_set1_epi8(static_cast<char>(1 << (2 * k + 2)))), v1,
                                   b16);
       }
-      const __m512i p0 = _mm512_maddubs_epi16(v0, load512(y[i].qs + 64 * k));
-      const __m512i p1 = _mm512_maddubs_epi16(v1, load512(y[i].qs + 64 * k + 64));
-      sum0 = Ops::madd_acc(sum0, p0, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k, 2 * k + 1)));
-      sum1 = Ops::madd_acc(sum1, p1, _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k + 2, 2 * k + 3)));
+      const __m512i s0 = _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k, 2 * k + 1));
+      const __m512i s1 = _mm512_shuffle_epi8(scales, bcast16_pair_ctrl512(2 * k + 2, 2 * k + 3));
+      for (int r = 0; r < NY; r++) {
+        const __m512i p0 = _mm512_maddubs_epi16(v0, load512(y[r][i].qs + 64 * k));
+        const __m512i p1 = _mm512_maddubs_epi16(v1, load512(y[r][i].qs + 64 * k + 64));
+        sum0[r] = Ops::madd_acc(sum0[r], p0, s0);
+        sum1[r] = Ops::madd_acc(sum1[r], p1, s1);
+      }
     }
-    acc = finish(acc, dd, _mm512_add_epi32(sum0, sum1));
+    for (int r = 0; r < NY; r++) acc[r] = finish(acc[r], dd[r], _mm512_add_epi32(sum0[r], sum1[r]));
   }
-  return _mm512_reduce_add_ps(acc) + hsum(accm);
+  for (int r = 0; r < NY; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum(accm[r]);
+}
+
+template <bool kQ5, class Ops>
+float dot_k4(int64_t n, const void* vx, const void* vy) {
+  float r;
+  dot_k4_rows<kQ5, Ops, 1>(n, vx, vy, 0, &r);
+  return r;
+}
+template <bool kQ5, class Ops>
+void dot_k4_x4(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
+  dot_k4_rows<kQ5, Ops, 4>(n, vx, vy, ystride, out);
 }
 
 
@@ -338,6 +364,8 @@ void fill_avx512_quant(KernelSet& ks) {
   ks.vec_dot[T_Q3_K] = vec_dot_q3_k<Ops>;
   ks.vec_dot[T_Q4_K] = dot_k4<false, Ops>;
   ks.vec_dot[T_Q5_K] = dot_k4<true, Ops>;
+  ks.vec_dot4[T_Q4_K] = dot_k4_x4<false, Ops>;
+  ks.vec_dot4[T_Q5_K] = dot_k4_x4<true, Ops>;
   ks.vec_dot[T_Q6_K] = vec_dot_q6_k<Ops>;
   ks.vec_dot[T_IQ4_XS] = vec_dot_iq4_xs<Ops>;
 }

@@ -142,6 +142,21 @@ void test_vec_dot(Isa isa, const KernelSet& ks, const KernelSet& ref, uint32_t t
                         isa_name(isa), t.name, static_cast<long long>(n), ws, as, raw ? "raw" : "quantized", s, r,
                         bound);
           report(close(s, r, bound), what);
+          if (ks.vec_dot4[type]) {  // four rows at once: each the bits of its own vec_dot
+            const size_t stride = y.size() + 64;
+            std::vector<uint8_t> y4(4 * stride);
+            float want[4], got[4];
+            for (int j = 0; j < 4; j++) {
+              std::vector<float> xj = make_acts(n, as, rng);
+              if (t.vec_dot_type == T_F32) std::memcpy(y4.data() + j * stride, xj.data(), n * sizeof(float));
+              else ref.quantize_act[t.vec_dot_type](xj.data(), y4.data() + j * stride, n);
+              want[j] = ks.vec_dot[type](n, w.data(), y4.data() + j * stride);
+            }
+            ks.vec_dot4[type](n, w.data(), y4.data(), stride, got);
+            char four[240];
+            std::snprintf(four, sizeof four, "%s vec_dot4 equals vec_dot row by row", what);
+            report(std::memcmp(want, got, sizeof want) == 0, four);
+          }
           // The result must not depend on where the row lies: the same weights at another address
           // (GGUF aligns tensors to 32 bytes, rows fall anywhere after that) give the same bits.
           for (size_t off : {4, 32, 36, 48}) {
