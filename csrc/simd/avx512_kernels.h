@@ -222,73 +222,108 @@ void dot_k4_x4(int64_t n, const void* vx, const void* vy, size_t ystride, float*
 
 // ---------------------------------------------------------------- Q6_K
 
-template <class Ops>
-float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
+template <class Ops, int NY>
+void q6_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i m2 = _mm512_set1_epi8(0x30);
   // Per 256-bit half: where the two high bits of ql's first / second 32 bytes sit in qh.
   const __m512i shl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
   const __m512i shr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[NY];
+  for (int r = 0; r < NY; r++) acc[r] = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     prefetch_ahead<sizeof(*x)>(x + i);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
     const __m512i sc = lane_scale_table(_mm512_castsi256_si512(sc16));
-    const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5);
-    __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+    __m512i sumi[NY];
+    for (int r = 0; r < NY; r++) {
+      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[r][i].bsums), sc16), 5);
+      sumi[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+    }
     for (int h = 0; h < 2; h++) {
       const __m512i l = load512(x[i].ql + 64 * h);
       const __m512i hb = _mm512_broadcast_i64x4(load256(x[i].qh + 32 * h));
       const __m512i v01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, shl01), m2));
       const __m512i v23 =
           _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(hb, shr23), m2));
-      const int8_t* a = y[i].qs + 128 * h;
-      const __m512i p01 = _mm512_maddubs_epi16(v01, load512(a));
-      const __m512i p23 = _mm512_maddubs_epi16(v23, load512(a + 64));
-      sumi = Ops::madd_acc(sumi, p01, lane_scales(sc, 2 * h));
-      sumi = Ops::madd_acc(sumi, p23, lane_scales(sc, 2 * h + 1));
+      const __m512i s01 = lane_scales(sc, 2 * h), s23 = lane_scales(sc, 2 * h + 1);
+      for (int r = 0; r < NY; r++) {
+        const int8_t* a = y[r][i].qs + 128 * h;
+        sumi[r] = Ops::madd_acc(sumi[r], _mm512_maddubs_epi16(v01, load512(a)), s01);
+        sumi[r] = Ops::madd_acc(sumi[r], _mm512_maddubs_epi16(v23, load512(a + 64)), s23);
+      }
     }
-    acc = finish(acc, y[i].d * f16(x[i].d), sumi);
+    const float dx = f16(x[i].d);
+    for (int r = 0; r < NY; r++) acc[r] = finish(acc[r], y[r][i].d * dx, sumi[r]);
   }
-  return _mm512_reduce_add_ps(acc);
+  for (int r = 0; r < NY; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+template <class Ops>
+float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
+  float r;
+  q6_k_rows<Ops, 1>(n, vx, vy, 0, &r);
+  return r;
+}
+template <class Ops>
+void vec_dot4_q6_k(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
+  q6_k_rows<Ops, 4>(n, vx, vy, ystride, out);
 }
 
 // ---------------------------------------------------------------- Q3_K / Q2_K
 
 // Both store 2-bit fields: byte l of qs[32h..] holds, at bits 2j, value l of the 32 values
 // 128h + 32j... (two 16-value sub-blocks 8h + 2j, 8h + 2j + 1). One register takes j and j+1.
-template <class Ops>
-float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
+template <class Ops, int NY>
+void q3_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ3_K* x = static_cast<const BlockQ3_K*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
   const __m512i m2 = _mm512_set1_epi8(3);
   const __m512i b2 = _mm512_set1_epi8(4);
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[NY];
+  for (int r = 0; r < NY; r++) acc[r] = _mm512_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     prefetch_ahead<sizeof(*x)>(x + i);
     const __m256i sc16 = _mm256_cvtepi8_epi16(scales_q3k(x[i].scales));
     const __m512i sc = lane_scale_table(_mm512_castsi256_si512(sc16));
-    const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 2);
-    __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+    __m512i sumi[NY];
+    for (int r = 0; r < NY; r++) {
+      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(load256(y[r][i].bsums), sc16), 2);
+      sumi[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+    }
     // [hmask, hmask >> 1]: bit 4h + j of both halves is the high bit of pair j / j+1 of half h.
     __m512i hm = _mm512_broadcast_i64x4(load256(x[i].hmask));
     hm = _mm512_mask_srli_epi16(hm, 0xFFFF0000u, hm, 1);
     for (int h = 0; h < 2; h++) {
       __m512i q = _mm512_broadcast_i64x4(load256(x[i].qs + 32 * h));
       q = _mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 2);
-      const int8_t* a = y[i].qs + 128 * h;
       for (int j = 0; j < 4; j += 2) {
         __m512i v = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m2);
         v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(hm, _mm512_set1_epi8(static_cast<char>(1 << (4 * h + j)))), v, b2);
-        const __m512i p = _mm512_maddubs_epi16(v, load512(a + 32 * j));
-        sumi = Ops::madd_acc(sumi, p, lane_scales(sc, 2 * h + j / 2));
+        const __m512i s = lane_scales(sc, 2 * h + j / 2);
+        for (int r = 0; r < NY; r++)
+          sumi[r] = Ops::madd_acc(sumi[r], _mm512_maddubs_epi16(v, load512(y[r][i].qs + 128 * h + 32 * j)), s);
       }
     }
-    acc = finish(acc, y[i].d * f16(x[i].d), sumi);
+    const float dx = f16(x[i].d);
+    for (int r = 0; r < NY; r++) acc[r] = finish(acc[r], y[r][i].d * dx, sumi[r]);
   }
-  return _mm512_reduce_add_ps(acc);
+  for (int r = 0; r < NY; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+template <class Ops>
+float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
+  float r;
+  q3_k_rows<Ops, 1>(n, vx, vy, 0, &r);
+  return r;
+}
+template <class Ops>
+void vec_dot4_q3_k(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
+  q3_k_rows<Ops, 4>(n, vx, vy, ystride, out);
 }
 
 template <class Ops>
@@ -364,6 +399,8 @@ void fill_avx512_quant(KernelSet& ks) {
   ks.vec_dot[T_Q3_K] = vec_dot_q3_k<Ops>;
   ks.vec_dot[T_Q4_K] = dot_k4<false, Ops>;
   ks.vec_dot[T_Q5_K] = dot_k4<true, Ops>;
+  ks.vec_dot4[T_Q3_K] = vec_dot4_q3_k<Ops>;
+  ks.vec_dot4[T_Q6_K] = vec_dot4_q6_k<Ops>;
   ks.vec_dot4[T_Q4_K] = dot_k4_x4<false, Ops>;
   ks.vec_dot4[T_Q5_K] = dot_k4_x4<true, Ops>;
   ks.vec_dot[T_Q6_K] = vec_dot_q6_k<Ops>;
