@@ -64,45 +64,58 @@ inline int32_t mins_dot_bsums(const uint8_t m[8], const int16_t* bsums) {
 
 // ---------------------------------------------------------------- Q4_K
 
-float q4_k_dot(int64_t n, const void* vx, const void* vy) {
+// NY activation rows (ystride bytes apart) per call: the weights are unpacked once and each row
+// takes exactly the one-row kernel's operations (NY = 1), so the same bits (KernelSet::vec_dot4).
+template <int NY>
+void q4_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ4_K* x = static_cast<const BlockQ4_K*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  float sum[NY];
+  for (int r = 0; r < NY; r++) sum[r] = 0.0f;
   const uint8x16_t m4 = vdupq_n_u8(0x0F);
-  float sum = 0.0f;
   for (int64_t i = 0; i < n / QK_K; i++) {
     uint8_t sc[8], m[8];
     unpack_k4_scales(x[i].scales, sc, m);
-    const int32_t summ = mins_dot_bsums(m, y[i].bsums);
-    int32x4_t acc = vdupq_n_s32(0);
+    int32x4_t acc[NY];
+    for (int r = 0; r < NY; r++) acc[r] = vdupq_n_s32(0);
     for (int k = 0; k < 4; k++) {
       const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * k), q1 = vld1q_u8(x[i].qs + 32 * k + 16);
-      const int8_t* a = y[i].qs + 64 * k;
-      const int32x4_t lo = dot32(as_s8(vandq_u8(q0, m4)), as_s8(vandq_u8(q1, m4)), a);
-      const int32x4_t hi = dot32(as_s8(vshrq_n_u8(q0, 4)), as_s8(vshrq_n_u8(q1, 4)), a + 32);
-      acc = vmlaq_n_s32(acc, lo, sc[2 * k]);
-      acc = vmlaq_n_s32(acc, hi, sc[2 * k + 1]);
+      const int8x16_t lo0 = as_s8(vandq_u8(q0, m4)), lo1 = as_s8(vandq_u8(q1, m4));
+      const int8x16_t hi0 = as_s8(vshrq_n_u8(q0, 4)), hi1 = as_s8(vshrq_n_u8(q1, 4));
+      for (int r = 0; r < NY; r++) {
+        const int8_t* a = y[r][i].qs + 64 * k;
+        acc[r] = vmlaq_n_s32(acc[r], dot32(lo0, lo1, a), sc[2 * k]);
+        acc[r] = vmlaq_n_s32(acc[r], dot32(hi0, hi1, a + 32), sc[2 * k + 1]);
+      }
     }
-    const float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
-    sum += d * static_cast<float>(vaddvq_s32(acc)) - dmin * static_cast<float>(summ);
+    const float xd = h2f(x[i].d), xdmin = h2f(x[i].dmin);
+    for (int r = 0; r < NY; r++) {
+      const float d = y[r][i].d * xd, dmin = y[r][i].d * xdmin;
+      sum[r] += d * static_cast<float>(vaddvq_s32(acc[r])) - dmin * static_cast<float>(mins_dot_bsums(m, y[r][i].bsums));
+    }
   }
-  return sum;
+  for (int r = 0; r < NY; r++) out[r] = sum[r];
 }
 
 // ---------------------------------------------------------------- Q5_K
 
-float q5_k_dot(int64_t n, const void* vx, const void* vy) {
+template <int NY>
+void q5_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ5_K* x = static_cast<const BlockQ5_K*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  float sum[NY];
+  for (int r = 0; r < NY; r++) sum[r] = 0.0f;
   const uint8x16_t m4 = vdupq_n_u8(0x0F), b1 = vdupq_n_u8(1), b2 = vdupq_n_u8(2);
-  float sum = 0.0f;
   for (int64_t i = 0; i < n / QK_K; i++) {
     uint8_t sc[8], m[8];
     unpack_k4_scales(x[i].scales, sc, m);
-    const int32_t summ = mins_dot_bsums(m, y[i].bsums);
     // qh bit 2k / 2k+1 of byte l is the fifth bit of value l of the low / high nibble group k;
     // consumed two bits per group by shifting right.
     uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
-    int32x4_t acc = vdupq_n_s32(0);
+    int32x4_t acc[NY];
+    for (int r = 0; r < NY; r++) acc[r] = vdupq_n_s32(0);
     for (int k = 0; k < 4; k++) {
       const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * k), q1 = vld1q_u8(x[i].qs + 32 * k + 16);
       const uint8x16_t l0 = vorrq_u8(vandq_u8(q0, m4), vshlq_n_u8(vandq_u8(h0, b1), 4));
@@ -111,53 +124,67 @@ float q5_k_dot(int64_t n, const void* vx, const void* vy) {
       const uint8x16_t u1 = vorrq_u8(vshrq_n_u8(q1, 4), vshlq_n_u8(vandq_u8(h1, b2), 3));
       h0 = vshrq_n_u8(h0, 2);
       h1 = vshrq_n_u8(h1, 2);
-      const int8_t* a = y[i].qs + 64 * k;
-      acc = vmlaq_n_s32(acc, dot32(as_s8(l0), as_s8(l1), a), sc[2 * k]);
-      acc = vmlaq_n_s32(acc, dot32(as_s8(u0), as_s8(u1), a + 32), sc[2 * k + 1]);
+      for (int r = 0; r < NY; r++) {
+        const int8_t* a = y[r][i].qs + 64 * k;
+        acc[r] = vmlaq_n_s32(acc[r], dot32(as_s8(l0), as_s8(l1), a), sc[2 * k]);
+        acc[r] = vmlaq_n_s32(acc[r], dot32(as_s8(u0), as_s8(u1), a + 32), sc[2 * k + 1]);
+      }
     }
-    const float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
-    sum += d * static_cast<float>(vaddvq_s32(acc)) - dmin * static_cast<float>(summ);
+    const float xd = h2f(x[i].d), xdmin = h2f(x[i].dmin);
+    for (int r = 0; r < NY; r++) {
+      const float d = y[r][i].d * xd, dmin = y[r][i].d * xdmin;
+      sum[r] += d * static_cast<float>(vaddvq_s32(acc[r])) - dmin * static_cast<float>(mins_dot_bsums(m, y[r][i].bsums));
+    }
   }
-  return sum;
+  for (int r = 0; r < NY; r++) out[r] = sum[r];
 }
 
 // ---------------------------------------------------------------- Q6_K
 
 // Weights are used as unsigned 0..63; the -32 comes back as -32 * sum(scale * bsum).
-float q6_k_dot(int64_t n, const void* vx, const void* vy) {
+template <int NY>
+void q6_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  float sum[NY];
+  for (int r = 0; r < NY; r++) sum[r] = 0.0f;
   const uint8x16_t m4 = vdupq_n_u8(0x0F), m2 = vdupq_n_u8(0x03);
-  float sum = 0.0f;
   for (int64_t i = 0; i < n / QK_K; i++) {
-    const int32_t offset = 32 * scaled_bsums16(x[i].scales, y[i].bsums);
-    int32x4_t acc = vdupq_n_s32(0);
+    int32x4_t acc[NY];
+    for (int r = 0; r < NY; r++) acc[r] = vdupq_n_s32(0);
     for (int h = 0; h < 2; h++) {
       const uint8_t* L = x[i].ql + 64 * h;
       const uint8_t* H = x[i].qh + 32 * h;
       const int8_t* S = x[i].scales + 8 * h;
-      const int8_t* a = y[i].qs + 128 * h;
       const uint8x16_t l0 = vld1q_u8(L), l1 = vld1q_u8(L + 16), l2 = vld1q_u8(L + 32), l3 = vld1q_u8(L + 48);
       const uint8x16_t h0 = vld1q_u8(H), h1 = vld1q_u8(H + 16);
-      // Quarter r (values 32r..32r+31 of this half): low nibbles of L[0..32) for r = 0, of
-      // L[32..64) for r = 1, high nibbles for r = 2, 3; high bits from qh bits 2r, 2r+1.
+      // Quarter q (values 32q..32q+31 of this half): low nibbles of L[0..32) for q = 0, of
+      // L[32..64) for q = 1, high nibbles for q = 2, 3; high bits from qh bits 2q, 2q+1.
       const uint8x16_t lo[4][2] = {{vandq_u8(l0, m4), vandq_u8(l1, m4)},
                                    {vandq_u8(l2, m4), vandq_u8(l3, m4)},
                                    {vshrq_n_u8(l0, 4), vshrq_n_u8(l1, 4)},
                                    {vshrq_n_u8(l2, 4), vshrq_n_u8(l3, 4)}};
       uint8x16_t g0 = h0, g1 = h1;
-      for (int r = 0; r < 4; r++) {
-        const uint8x16_t q0 = vorrq_u8(lo[r][0], vshlq_n_u8(vandq_u8(g0, m2), 4));
-        const uint8x16_t q1 = vorrq_u8(lo[r][1], vshlq_n_u8(vandq_u8(g1, m2), 4));
+      for (int q = 0; q < 4; q++) {
+        const uint8x16_t q0 = vorrq_u8(lo[q][0], vshlq_n_u8(vandq_u8(g0, m2), 4));
+        const uint8x16_t q1 = vorrq_u8(lo[q][1], vshlq_n_u8(vandq_u8(g1, m2), 4));
         g0 = vshrq_n_u8(g0, 2);
         g1 = vshrq_n_u8(g1, 2);
-        acc = vmlaq_n_s32(acc, dot16(as_s8(q0), a + 32 * r), S[2 * r]);
-        acc = vmlaq_n_s32(acc, dot16(as_s8(q1), a + 32 * r + 16), S[2 * r + 1]);
+        for (int r = 0; r < NY; r++) {
+          const int8_t* a = y[r][i].qs + 128 * h;
+          acc[r] = vmlaq_n_s32(acc[r], dot16(as_s8(q0), a + 32 * q), S[2 * q]);
+          acc[r] = vmlaq_n_s32(acc[r], dot16(as_s8(q1), a + 32 * q + 16), S[2 * q + 1]);
+        }
       }
     }
-    sum += y[i].d * h2f(x[i].d) * static_cast<float>(vaddvq_s32(acc) - offset);
+    const float xd = h2f(x[i].d);
+    for (int r = 0; r < NY; r++) {
+      const int32_t offset = 32 * scaled_bsums16(x[i].scales, y[r][i].bsums);
+      sum[r] += y[r][i].d * xd * static_cast<float>(vaddvq_s32(acc[r]) - offset);
+    }
   }
-  return sum;
+  for (int r = 0; r < NY; r++) out[r] = sum[r];
 }
 
 // ---------------------------------------------------------------- Q3_K
@@ -176,17 +203,20 @@ inline void unpack_q3_scales(const uint8_t* s, int8_t out[16]) {
 }
 
 // Weights used as unsigned 0..7 (two low bits + 4 * hmask bit); the -4 comes back through bsums.
-float q3_k_dot(int64_t n, const void* vx, const void* vy) {
+template <int NY>
+void q3_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ3_K* x = static_cast<const BlockQ3_K*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  float sum[NY];
+  for (int r = 0; r < NY; r++) sum[r] = 0.0f;
   const uint8x16_t m3 = vdupq_n_u8(3), k4 = vdupq_n_u8(4);
-  float sum = 0.0f;
   for (int64_t i = 0; i < n / QK_K; i++) {
     int8_t sc[16];
     unpack_q3_scales(x[i].scales, sc);
-    const int32_t offset = 4 * scaled_bsums16(sc, y[i].bsums);
     const uint8x16_t hm0 = vld1q_u8(x[i].hmask), hm1 = vld1q_u8(x[i].hmask + 16);
-    int32x4_t acc = vdupq_n_s32(0);
+    int32x4_t acc[NY];
+    for (int r = 0; r < NY; r++) acc[r] = vdupq_n_s32(0);
     for (int h = 0; h < 2; h++) {
       uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * h), q1 = vld1q_u8(x[i].qs + 32 * h + 16);
       for (int j = 0; j < 4; j++) {
@@ -195,15 +225,28 @@ float q3_k_dot(int64_t n, const void* vx, const void* vy) {
         const uint8x16_t v1 = vorrq_u8(vandq_u8(q1, m3), vandq_u8(vtstq_u8(hm1, bit), k4));
         q0 = vshrq_n_u8(q0, 2);
         q1 = vshrq_n_u8(q1, 2);
-        const int8_t* a = y[i].qs + 128 * h + 32 * j;
         const int sb = 8 * h + 2 * j;
-        acc = vmlaq_n_s32(acc, dot16(as_s8(v0), a), sc[sb]);
-        acc = vmlaq_n_s32(acc, dot16(as_s8(v1), a + 16), sc[sb + 1]);
+        for (int r = 0; r < NY; r++) {
+          const int8_t* a = y[r][i].qs + 128 * h + 32 * j;
+          acc[r] = vmlaq_n_s32(acc[r], dot16(as_s8(v0), a), sc[sb]);
+          acc[r] = vmlaq_n_s32(acc[r], dot16(as_s8(v1), a + 16), sc[sb + 1]);
+        }
       }
     }
-    sum += y[i].d * h2f(x[i].d) * static_cast<float>(vaddvq_s32(acc) - offset);
+    const float xd = h2f(x[i].d);
+    for (int r = 0; r < NY; r++) {
+      const int32_t offset = 4 * scaled_bsums16(sc, y[r][i].bsums);
+      sum[r] += y[r][i].d * xd * static_cast<float>(vaddvq_s32(acc[r]) - offset);
+    }
   }
-  return sum;
+  for (int r = 0; r < NY; r++) out[r] = sum[r];
+}
+
+template <void (*F)(int64_t, const void*, const void*, size_t, float*)>
+float one_row(int64_t n, const void* vx, const void* vy) {
+  float r;
+  F(n, vx, vy, 0, &r);
+  return r;
 }
 
 // ---------------------------------------------------------------- Q2_K
@@ -264,10 +307,14 @@ float iq4_xs_dot(int64_t n, const void* vx, const void* vy) {
 
 void fill_kquants(KernelSet& ks) {
   ks.vec_dot[T_Q2_K] = q2_k_dot;
-  ks.vec_dot[T_Q3_K] = q3_k_dot;
-  ks.vec_dot[T_Q4_K] = q4_k_dot;
-  ks.vec_dot[T_Q5_K] = q5_k_dot;
-  ks.vec_dot[T_Q6_K] = q6_k_dot;
+  ks.vec_dot[T_Q3_K] = one_row<q3_k_rows<1>>;
+  ks.vec_dot[T_Q4_K] = one_row<q4_k_rows<1>>;
+  ks.vec_dot[T_Q5_K] = one_row<q5_k_rows<1>>;
+  ks.vec_dot[T_Q6_K] = one_row<q6_k_rows<1>>;
+  ks.vec_dot4[T_Q3_K] = q3_k_rows<4>;
+  ks.vec_dot4[T_Q4_K] = q4_k_rows<4>;
+  ks.vec_dot4[T_Q5_K] = q5_k_rows<4>;
+  ks.vec_dot4[T_Q6_K] = q6_k_rows<4>;
   ks.vec_dot[T_IQ4_XS] = iq4_xs_dot;
 }
 
