@@ -31,12 +31,16 @@ inline __m256i scales8_both_lanes(const uint8_t s[8]) {
 
 // ---------------------------------------------------------------- Q4_K
 
-float vec_dot_q4_k(int64_t n, const void* vx, const void* vy) {
+// NY activation rows (ystride bytes apart) per call: the weights are unpacked once and each row
+// takes exactly the one-row kernel's operations (NY = 1), so the same bits (KernelSet::vec_dot4).
+template <int NY>
+void q4_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ4_K* x = static_cast<const BlockQ4_K*>(vx);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(vy);
+  const BlockQ8_K* y[NY];
+  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  __m256 accm = _mm256_setzero_ps();
+  __m256 acc[NY], accm[NY];
+  for (int r = 0; r < NY; r++) acc[r] = accm[r] = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; i++) {
     prefetch_ahead<sizeof(*x)>(x + i);
     uint8_t sc[8], mn[8];
@@ -46,25 +50,38 @@ float vec_dot_q4_k(int64_t n, const void* vx, const void* vy) {
     std::memcpy(&mv, mn, 8);
     const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mv));
     const __m256i mdup = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-    const __m256i mins = _mm256_madd_epi16(load256(y[i].bsums), mdup);
-    const __m128 dd = d_dmin(x[i], y[i].d);
-    accm = _mm256_fnmadd_ps(bcast_elem1(dd), _mm256_cvtepi32_ps(mins), accm);
-
+    __m128 dd[NY];
+    for (int r = 0; r < NY; r++) {
+      const __m256i mins = _mm256_madd_epi16(load256(y[r][i].bsums), mdup);
+      dd[r] = d_dmin(x[i], y[r][i].d);
+      accm[r] = _mm256_fnmadd_ps(bcast_elem1(dd[r]), _mm256_cvtepi32_ps(mins), accm[r]);
+    }
     const __m256i scales = scales8_both_lanes(sc);
     const uint8_t* q = x[i].qs;
-    const int8_t* a = y[i].qs;
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi[NY];
+    for (int r = 0; r < NY; r++) sumi[r] = _mm256_setzero_si256();
     for (int k = 0; k < 4; k++) {
       const __m256i qb = load256(q + 32 * k);
-      const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(qb, m4), load256(a + 64 * k));
-      const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), load256(a + 64 * k + 32));
+      const __m256i vlo = _mm256_and_si256(qb, m4), vhi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
       const __m256i slo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(bcast16_ctrl(2 * k)));
       const __m256i shi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(bcast16_ctrl(2 * k + 1)));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(lo, slo), _mm256_madd_epi16(hi, shi)));
+      for (int r = 0; r < NY; r++) {
+        const int8_t* a = y[r][i].qs;
+        const __m256i lo = _mm256_maddubs_epi16(vlo, load256(a + 64 * k));
+        const __m256i hi = _mm256_maddubs_epi16(vhi, load256(a + 64 * k + 32));
+        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(_mm256_madd_epi16(lo, slo), _mm256_madd_epi16(hi, shi)));
+      }
     }
-    acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi), acc);
+    for (int r = 0; r < NY; r++)
+      acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd[r]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
   }
-  return hsum(_mm256_add_ps(acc, accm));
+  for (int r = 0; r < NY; r++) out[r] = hsum(_mm256_add_ps(acc[r], accm[r]));
+}
+
+float vec_dot_q4_k(int64_t n, const void* vx, const void* vy) {
+  float r;
+  q4_k_rows<1>(n, vx, vy, 0, &r);
+  return r;
 }
 
 // ---------------------------------------------------------------- Q5_K
@@ -253,6 +270,7 @@ void fill_avx2_kquants(KernelSet& ks) {
   ks.vec_dot[T_Q2_K] = vec_dot_q2_k;
   ks.vec_dot[T_Q3_K] = vec_dot_q3_k;
   ks.vec_dot[T_Q4_K] = vec_dot_q4_k;
+  ks.vec_dot4[T_Q4_K] = q4_k_rows<4>;
   ks.vec_dot[T_Q5_K] = vec_dot_q5_k;
   ks.vec_dot[T_Q6_K] = vec_dot_q6_k;
   ks.vec_dot[T_IQ4_XS] = vec_dot_iq4_xs;
