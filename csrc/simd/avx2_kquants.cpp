@@ -13,6 +13,7 @@
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include "simd/rows.h"
 #include "simd/x86_util.h"
 
 namespace q35 {
@@ -37,7 +38,7 @@ template <int NY>
 void q4_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ4_K* x = static_cast<const BlockQ4_K*>(vx);
   const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  act_rows(vy, ystride, y);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256 acc[NY], accm[NY];
   for (int r = 0; r < NY; r++) acc[r] = accm[r] = _mm256_setzero_ps();
@@ -78,11 +79,6 @@ void q4_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float*
   for (int r = 0; r < NY; r++) out[r] = hsum(_mm256_add_ps(acc[r], accm[r]));
 }
 
-float vec_dot_q4_k(int64_t n, const void* vx, const void* vy) {
-  float r;
-  q4_k_rows<1>(n, vx, vy, 0, &r);
-  return r;
-}
 
 // ---------------------------------------------------------------- Q5_K
 
@@ -269,7 +265,7 @@ float vec_dot_iq4_xs(int64_t n, const void* vx, const void* vy) {
 void fill_avx2_kquants(KernelSet& ks) {
   ks.vec_dot[T_Q2_K] = vec_dot_q2_k;
   ks.vec_dot[T_Q3_K] = vec_dot_q3_k;
-  ks.vec_dot[T_Q4_K] = vec_dot_q4_k;
+  ks.vec_dot[T_Q4_K] = one_row<q4_k_rows<1>>;
   ks.vec_dot4[T_Q4_K] = q4_k_rows<4>;
   ks.vec_dot[T_Q5_K] = vec_dot_q5_k;
   ks.vec_dot[T_Q6_K] = vec_dot_q6_k;

@@ -15,6 +15,7 @@
 
 #include <type_traits>
 
+#include "simd/rows.h"
 #include "simd/x86_util.h"
 
 namespace q35 {
@@ -160,7 +161,7 @@ void dot_k4_rows(int64_t n, const void* vx, const void* vy, size_t ystride, floa
   using Block = typename std::conditional<kQ5, BlockQ5_K, BlockQ4_K>::type;
   const Block* x = static_cast<const Block*>(vx);
   const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  act_rows(vy, ystride, y);
   __m512 acc[NY];
   __m256 accm[NY];
   for (int r = 0; r < NY; r++) {
@@ -208,16 +209,6 @@ void dot_k4_rows(int64_t n, const void* vx, const void* vy, size_t ystride, floa
   for (int r = 0; r < NY; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum(accm[r]);
 }
 
-template <bool kQ5, class Ops>
-float dot_k4(int64_t n, const void* vx, const void* vy) {
-  float r;
-  dot_k4_rows<kQ5, Ops, 1>(n, vx, vy, 0, &r);
-  return r;
-}
-template <bool kQ5, class Ops>
-void dot_k4_x4(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
-  dot_k4_rows<kQ5, Ops, 4>(n, vx, vy, ystride, out);
-}
 
 
 // ---------------------------------------------------------------- Q6_K
@@ -226,7 +217,7 @@ template <class Ops, int NY>
 void q6_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
   const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  act_rows(vy, ystride, y);
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i m2 = _mm512_set1_epi8(0x30);
   // Per 256-bit half: where the two high bits of ql's first / second 32 bytes sit in qh.
@@ -262,16 +253,6 @@ void q6_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float*
   for (int r = 0; r < NY; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-template <class Ops>
-float vec_dot_q6_k(int64_t n, const void* vx, const void* vy) {
-  float r;
-  q6_k_rows<Ops, 1>(n, vx, vy, 0, &r);
-  return r;
-}
-template <class Ops>
-void vec_dot4_q6_k(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
-  q6_k_rows<Ops, 4>(n, vx, vy, ystride, out);
-}
 
 // ---------------------------------------------------------------- Q3_K / Q2_K
 
@@ -281,7 +262,7 @@ template <class Ops, int NY>
 void q3_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ3_K* x = static_cast<const BlockQ3_K*>(vx);
   const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  act_rows(vy, ystride, y);
   const __m512i m2 = _mm512_set1_epi8(3);
   const __m512i b2 = _mm512_set1_epi8(4);
   __m512 acc[NY];
@@ -315,16 +296,6 @@ void q3_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float*
   for (int r = 0; r < NY; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-template <class Ops>
-float vec_dot_q3_k(int64_t n, const void* vx, const void* vy) {
-  float r;
-  q3_k_rows<Ops, 1>(n, vx, vy, 0, &r);
-  return r;
-}
-template <class Ops>
-void vec_dot4_q3_k(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
-  q3_k_rows<Ops, 4>(n, vx, vy, ystride, out);
-}
 
 template <class Ops>
 float vec_dot_q2_k(int64_t n, const void* vx, const void* vy) {
@@ -396,14 +367,14 @@ void fill_avx512_quant(KernelSet& ks) {
   ks.vec_dot[T_Q4_0] = dot_blocks32<WQ4_0, Ops>;
   ks.vec_dot[T_IQ4_NL] = dot_blocks32<WIQ4_NL, Ops>;
   ks.vec_dot[T_Q2_K] = vec_dot_q2_k<Ops>;
-  ks.vec_dot[T_Q3_K] = vec_dot_q3_k<Ops>;
-  ks.vec_dot[T_Q4_K] = dot_k4<false, Ops>;
-  ks.vec_dot[T_Q5_K] = dot_k4<true, Ops>;
-  ks.vec_dot4[T_Q3_K] = vec_dot4_q3_k<Ops>;
-  ks.vec_dot4[T_Q6_K] = vec_dot4_q6_k<Ops>;
-  ks.vec_dot4[T_Q4_K] = dot_k4_x4<false, Ops>;
-  ks.vec_dot4[T_Q5_K] = dot_k4_x4<true, Ops>;
-  ks.vec_dot[T_Q6_K] = vec_dot_q6_k<Ops>;
+  ks.vec_dot[T_Q3_K] = one_row<q3_k_rows<Ops, 1>>;
+  ks.vec_dot[T_Q4_K] = one_row<dot_k4_rows<false, Ops, 1>>;
+  ks.vec_dot[T_Q5_K] = one_row<dot_k4_rows<true, Ops, 1>>;
+  ks.vec_dot4[T_Q3_K] = q3_k_rows<Ops, 4>;
+  ks.vec_dot4[T_Q6_K] = q6_k_rows<Ops, 4>;
+  ks.vec_dot4[T_Q4_K] = dot_k4_rows<false, Ops, 4>;
+  ks.vec_dot4[T_Q5_K] = dot_k4_rows<true, Ops, 4>;
+  ks.vec_dot[T_Q6_K] = one_row<q6_k_rows<Ops, 1>>;
   ks.vec_dot[T_IQ4_XS] = vec_dot_iq4_xs<Ops>;
 }
 

@@ -11,8 +11,11 @@
 #if defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
 
+#include <type_traits>
+
 #include "quant_blocks.h"
 #include "simd/neon_common.h"
+#include "simd/rows.h"
 
 namespace q35 {
 namespace neon {
@@ -62,68 +65,42 @@ inline int32_t mins_dot_bsums(const uint8_t m[8], const int16_t* bsums) {
   return vaddvq_s32(acc);
 }
 
-// ---------------------------------------------------------------- Q4_K
+// ---------------------------------------------------------------- Q4_K / Q5_K
 
-// NY activation rows (ystride bytes apart) per call: the weights are unpacked once and each row
-// takes exactly the one-row kernel's operations (NY = 1), so the same bits (KernelSet::vec_dot4).
-template <int NY>
-void q4_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
-  const BlockQ4_K* x = static_cast<const BlockQ4_K*>(vx);
+// Sub-blocks 2k and 2k+1 are the low and high nibbles of qs[32k..]; Q5_K adds qh bit 2k / 2k+1
+// of byte l as the fifth bit of value l of each. NY activation rows (ystride bytes apart) per
+// call: the weights are unpacked once and each row takes exactly the one-row kernel's operations
+// (NY = 1), so the same bits (KernelSet::vec_dot4).
+template <bool kQ5, int NY>
+void k4_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
+  using Block = typename std::conditional<kQ5, BlockQ5_K, BlockQ4_K>::type;
+  const Block* x = static_cast<const Block*>(vx);
   const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
-  float sum[NY];
-  for (int r = 0; r < NY; r++) sum[r] = 0.0f;
-  const uint8x16_t m4 = vdupq_n_u8(0x0F);
-  for (int64_t i = 0; i < n / QK_K; i++) {
-    uint8_t sc[8], m[8];
-    unpack_k4_scales(x[i].scales, sc, m);
-    int32x4_t acc[NY];
-    for (int r = 0; r < NY; r++) acc[r] = vdupq_n_s32(0);
-    for (int k = 0; k < 4; k++) {
-      const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * k), q1 = vld1q_u8(x[i].qs + 32 * k + 16);
-      const int8x16_t lo0 = as_s8(vandq_u8(q0, m4)), lo1 = as_s8(vandq_u8(q1, m4));
-      const int8x16_t hi0 = as_s8(vshrq_n_u8(q0, 4)), hi1 = as_s8(vshrq_n_u8(q1, 4));
-      for (int r = 0; r < NY; r++) {
-        const int8_t* a = y[r][i].qs + 64 * k;
-        acc[r] = vmlaq_n_s32(acc[r], dot32(lo0, lo1, a), sc[2 * k]);
-        acc[r] = vmlaq_n_s32(acc[r], dot32(hi0, hi1, a + 32), sc[2 * k + 1]);
-      }
-    }
-    const float xd = h2f(x[i].d), xdmin = h2f(x[i].dmin);
-    for (int r = 0; r < NY; r++) {
-      const float d = y[r][i].d * xd, dmin = y[r][i].d * xdmin;
-      sum[r] += d * static_cast<float>(vaddvq_s32(acc[r])) - dmin * static_cast<float>(mins_dot_bsums(m, y[r][i].bsums));
-    }
-  }
-  for (int r = 0; r < NY; r++) out[r] = sum[r];
-}
-
-// ---------------------------------------------------------------- Q5_K
-
-template <int NY>
-void q5_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
-  const BlockQ5_K* x = static_cast<const BlockQ5_K*>(vx);
-  const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  act_rows(vy, ystride, y);
   float sum[NY];
   for (int r = 0; r < NY; r++) sum[r] = 0.0f;
   const uint8x16_t m4 = vdupq_n_u8(0x0F), b1 = vdupq_n_u8(1), b2 = vdupq_n_u8(2);
   for (int64_t i = 0; i < n / QK_K; i++) {
     uint8_t sc[8], m[8];
     unpack_k4_scales(x[i].scales, sc, m);
-    // qh bit 2k / 2k+1 of byte l is the fifth bit of value l of the low / high nibble group k;
-    // consumed two bits per group by shifting right.
-    uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
+    uint8x16_t h0, h1;  // Q5_K: qh, consumed two bits per group k by shifting right
+    if constexpr (kQ5) {
+      h0 = vld1q_u8(x[i].qh);
+      h1 = vld1q_u8(x[i].qh + 16);
+    }
     int32x4_t acc[NY];
     for (int r = 0; r < NY; r++) acc[r] = vdupq_n_s32(0);
     for (int k = 0; k < 4; k++) {
       const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * k), q1 = vld1q_u8(x[i].qs + 32 * k + 16);
-      const uint8x16_t l0 = vorrq_u8(vandq_u8(q0, m4), vshlq_n_u8(vandq_u8(h0, b1), 4));
-      const uint8x16_t l1 = vorrq_u8(vandq_u8(q1, m4), vshlq_n_u8(vandq_u8(h1, b1), 4));
-      const uint8x16_t u0 = vorrq_u8(vshrq_n_u8(q0, 4), vshlq_n_u8(vandq_u8(h0, b2), 3));
-      const uint8x16_t u1 = vorrq_u8(vshrq_n_u8(q1, 4), vshlq_n_u8(vandq_u8(h1, b2), 3));
-      h0 = vshrq_n_u8(h0, 2);
-      h1 = vshrq_n_u8(h1, 2);
+      uint8x16_t l0 = vandq_u8(q0, m4), l1 = vandq_u8(q1, m4), u0 = vshrq_n_u8(q0, 4), u1 = vshrq_n_u8(q1, 4);
+      if constexpr (kQ5) {
+        l0 = vorrq_u8(l0, vshlq_n_u8(vandq_u8(h0, b1), 4));
+        l1 = vorrq_u8(l1, vshlq_n_u8(vandq_u8(h1, b1), 4));
+        u0 = vorrq_u8(u0, vshlq_n_u8(vandq_u8(h0, b2), 3));
+        u1 = vorrq_u8(u1, vshlq_n_u8(vandq_u8(h1, b2), 3));
+        h0 = vshrq_n_u8(h0, 2);
+        h1 = vshrq_n_u8(h1, 2);
+      }
       for (int r = 0; r < NY; r++) {
         const int8_t* a = y[r][i].qs + 64 * k;
         acc[r] = vmlaq_n_s32(acc[r], dot32(as_s8(l0), as_s8(l1), a), sc[2 * k]);
@@ -146,7 +123,7 @@ template <int NY>
 void q6_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
   const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  act_rows(vy, ystride, y);
   float sum[NY];
   for (int r = 0; r < NY; r++) sum[r] = 0.0f;
   const uint8x16_t m4 = vdupq_n_u8(0x0F), m2 = vdupq_n_u8(0x03);
@@ -207,7 +184,7 @@ template <int NY>
 void q3_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float* out) {
   const BlockQ3_K* x = static_cast<const BlockQ3_K*>(vx);
   const BlockQ8_K* y[NY];
-  for (int r = 0; r < NY; r++) y[r] = reinterpret_cast<const BlockQ8_K*>(static_cast<const char*>(vy) + r * ystride);
+  act_rows(vy, ystride, y);
   float sum[NY];
   for (int r = 0; r < NY; r++) sum[r] = 0.0f;
   const uint8x16_t m3 = vdupq_n_u8(3), k4 = vdupq_n_u8(4);
@@ -240,13 +217,6 @@ void q3_k_rows(int64_t n, const void* vx, const void* vy, size_t ystride, float*
     }
   }
   for (int r = 0; r < NY; r++) out[r] = sum[r];
-}
-
-template <void (*F)(int64_t, const void*, const void*, size_t, float*)>
-float one_row(int64_t n, const void* vx, const void* vy) {
-  float r;
-  F(n, vx, vy, 0, &r);
-  return r;
 }
 
 // ---------------------------------------------------------------- Q2_K
@@ -308,12 +278,12 @@ float iq4_xs_dot(int64_t n, const void* vx, const void* vy) {
 void fill_kquants(KernelSet& ks) {
   ks.vec_dot[T_Q2_K] = q2_k_dot;
   ks.vec_dot[T_Q3_K] = one_row<q3_k_rows<1>>;
-  ks.vec_dot[T_Q4_K] = one_row<q4_k_rows<1>>;
-  ks.vec_dot[T_Q5_K] = one_row<q5_k_rows<1>>;
+  ks.vec_dot[T_Q4_K] = one_row<k4_rows<false, 1>>;
+  ks.vec_dot[T_Q5_K] = one_row<k4_rows<true, 1>>;
   ks.vec_dot[T_Q6_K] = one_row<q6_k_rows<1>>;
   ks.vec_dot4[T_Q3_K] = q3_k_rows<4>;
-  ks.vec_dot4[T_Q4_K] = q4_k_rows<4>;
-  ks.vec_dot4[T_Q5_K] = q5_k_rows<4>;
+  ks.vec_dot4[T_Q4_K] = k4_rows<false, 4>;
+  ks.vec_dot4[T_Q5_K] = k4_rows<true, 4>;
   ks.vec_dot4[T_Q6_K] = q6_k_rows<4>;
   ks.vec_dot[T_IQ4_XS] = iq4_xs_dot;
 }
