@@ -1,3 +1,8 @@
+// gguf/: GGUF files. What lives here: the reader (this header; reader.cpp) and split sets as
+// llama.cpp's gguf-split writes them (split.h).
+// Depends on: quant/ (each type's block size and bytes, to check tensor sizes), the C++ standard
+// library and the OS. Knows nothing of kernels or the model.
+//
 // GGUF v2/v3 reader: mmaps the file, validates every length, offset and size against the file
 // size, and hands out zero-copy pointers into the mapping. Nothing is copied but the metadata
 // scalars; arrays are decoded on demand straight from the mapping.

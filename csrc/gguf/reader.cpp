@@ -2,7 +2,7 @@
 // through a bounds-checked cursor, does all size arithmetic with overflow-checked helpers, and
 // checks each count against the bytes that are left before walking it, so a hostile file costs
 // at most one pass over its own bytes and never reads outside the mapping.
-#include "gguf.h"
+#include "gguf/gguf.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -16,7 +16,7 @@
 #include <cstring>
 #include <limits>
 
-#include "quant.h"
+#include "quant/quant.h"
 
 // Values and tensor data are used in place, so the host must share the file's byte order.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -442,7 +442,7 @@ class GgufParser {
 
   // Checks the type and shape and returns the data size.
   uint64_t tensor_nbytes(const GgufTensorInfo& t) const {
-    const TypeTraits* tt = type_traits(t.type);
+    const TypeTraits* tt = ref_type_traits(t.type);
     if (!tt) c_.fail("unknown ggml type id " + to_dec(t.type));
     // Users multiply dims in any order (n_elements(), ne1*ne2 for row counts...), so the
     // product of the nonzero dims must fit in int64; then every partial product does.

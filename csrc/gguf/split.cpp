@@ -3,7 +3,7 @@
 // tensor count must agree, no tensor may appear twice, and the tensors of all parts together
 // must be exactly the announced number. A wrong set is refused at load time, not by a
 // missing-tensor error deep inside the model.
-#include "gguf_split.h"
+#include "gguf/split.h"
 
 #include <sys/stat.h>
 

@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gguf.h"
+#include "gguf/gguf.h"
 
 namespace q35 {
 

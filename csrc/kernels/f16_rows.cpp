@@ -1,6 +1,7 @@
-#include "f16_rows.h"
+#include "kernels/f16_rows.h"
 
-#include "quant.h"
+#include "quant/quant.h"
+#include "runtime/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -27,7 +28,7 @@ __attribute__((target("f16c,avx"))) void to_f16_f16c(const float* x, uint16_t* y
   for (; i < n; i++) y[i] = fp32_to_fp16(x[i]);
 }
 
-const bool kHasF16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+const bool kHasF16c = cpu_features().f16c && cpu_features().avx;
 
 }  // namespace
 #endif

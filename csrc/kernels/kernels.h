@@ -1,13 +1,20 @@
-// Kernel sets per instruction set, chosen at run time.
+// kernels/: the compute kernels, one set per instruction set, chosen at run time. What lives
+// here: the KernelSet interface and the choice of the active set (dispatch.cpp), the sets per ISA
+// family (x86/: AVX2, AVX-512 BW and VNNI; arm/: NEON dotprod), each file compiled with its own
+// flags, the templates they share (delta_step.h: the DeltaNet step; rows.h: multi-row helpers),
+// the DeltaNet step's scalar reference (ref_delta.cpp) and the F16 row conversions of the KV
+// cache (f16_rows.h).
+// Depends on: quant/ (types, block layouts, grids, the reference kernels that fill any entry a
+// set lacks) and runtime/cpu.h (what the CPU supports). Knows nothing of files or the model.
 //
-// The scalar kernels (quant_ref*.cpp) are the reference. Each SIMD file (simd/*.cpp, compiled with
-// its own -m flags) fills in the entries it accelerates; entries it leaves null fall back to the
-// scalar ones. type_traits() hands out the kernels of the active ISA: the best one the CPU supports,
-// capped by the environment variable QWEN35CPU_ISA (scalar|avx2|avx512|neon), read once at start-up.
-// Tests and benchmarks reach every supported set through kernels(isa).
+// The scalar kernels of quant/ are the reference. Each SIMD file fills in the entries it
+// accelerates; entries it leaves null fall back to the scalar ones. type_traits() hands out the
+// traits table with the kernels of the active ISA: the best one the CPU supports, capped by the
+// environment variable QWEN35CPU_ISA (scalar|avx2|avx512|neon), read once at start-up. Tests and
+// benchmarks reach every supported set through kernels(isa).
 #pragma once
 
-#include "quant.h"
+#include "quant/quant.h"
 
 namespace q35 {
 
@@ -45,6 +52,9 @@ bool isa_supported(Isa isa);
 // The complete kernel set of a supported ISA (scalar entries where it has none of its own);
 // nullptr for an unsupported one.
 const KernelSet* kernels(Isa isa);
+// Traits of a ggml type id (quant/'s table) with the kernels of the active ISA; nullptr for ids
+// ggml does not define.
+const TypeTraits* type_traits(uint32_t type);
 // The ISA whose kernels type_traits() hands out, and its complete kernel set.
 Isa active_isa();
 const KernelSet& active_kernels();

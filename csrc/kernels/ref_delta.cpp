@@ -1,6 +1,6 @@
 // Scalar reference of the DeltaNet recurrent step (kernels.h: delta_step_fn): plain loops in the
 // order of the formula, the baseline every SIMD version is tested against.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 namespace q35 {
 

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "quant.h"
+#include "quant/quant.h"
 
 namespace q35 {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 #include <unordered_set>
 
-#include "model.h"
+#include "model/session.h"
 
 namespace q35 {
 

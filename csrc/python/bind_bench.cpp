@@ -1,6 +1,8 @@
 // Benchmark bindings timed in C++, so the numbers measure the kernels and the memory system, not
 // Python call overhead: a single-thread matvec (benchmarks/bench_kernels.py) and the machine's
 // multi-thread memory read bandwidth, the roofline decode is compared with (qwen35cpu bench).
+#include "python/bindings.h"
+
 #include <pybind11/pybind11.h>
 #include <sys/mman.h>
 
@@ -15,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 namespace py = pybind11;
 using namespace q35;

@@ -1,6 +1,8 @@
 // Python view of the GGUF reader: _core.GgufFile, _core.TensorInfo and _core.GgufError.
 // Metadata strings are decoded with errors="replace": GGUF does not promise UTF-8, and a stray
 // byte in a tokenizer entry must not make the whole file unreadable from Python.
+#include "python/bindings.h"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -9,8 +11,8 @@
 #include <memory>
 #include <string>
 
-#include "gguf.h"
-#include "quant.h"
+#include "gguf/gguf.h"
+#include "quant/quant.h"
 
 namespace py = pybind11;
 using q35::GgufError;
@@ -118,7 +120,7 @@ void bind_tensor_info(py::module_& m) {
       .def_property_readonly("name", [](const GgufTensorInfo& t) { return decode(t.name); })
       .def_readonly("type", &GgufTensorInfo::type, "ggml type id")
       .def_property_readonly("type_name",
-                             [](const GgufTensorInfo& t) { return q35::type_traits(t.type)->name; })
+                             [](const GgufTensorInfo& t) { return q35::ref_type_traits(t.type)->name; })
       .def_property_readonly("ne", [](const GgufTensorInfo& t) { return ne_tuple(t, false); },
                              "dimensions as stored, ne0 (contiguous) first")
       .def_property_readonly("shape", [](const GgufTensorInfo& t) { return ne_tuple(t, true); },
@@ -129,7 +131,7 @@ void bind_tensor_info(py::module_& m) {
       .def_readonly("nbytes", &GgufTensorInfo::nbytes)
       .def("__repr__", [](const GgufTensorInfo& t) {
         return py::str("TensorInfo(name={!r}, type={}, ne={}, offset={}, nbytes={})")
-            .format(decode(t.name), q35::type_traits(t.type)->name, ne_tuple(t, false), t.offset,
+            .format(decode(t.name), q35::ref_type_traits(t.type)->name, ne_tuple(t, false), t.offset,
                     t.nbytes);
       });
 }

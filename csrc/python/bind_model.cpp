@@ -1,4 +1,6 @@
 // Python bindings of the model and its sessions. Long calls release the GIL.
+#include "python/bindings.h"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -6,7 +8,7 @@
 #include <memory>
 #include <optional>
 
-#include "model.h"
+#include "model/session.h"
 
 namespace py = pybind11;
 using q35::Model;

@@ -1,5 +1,7 @@
 // Python bindings of the quantized types: quantize / dequantize rows, the dot-product kernels of
 // every supported ISA (for tests and benchmarks), and the multi-threaded quantizer the converter uses.
+#include "python/bindings.h"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -9,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels.h"
-#include "threadpool.h"
+#include "kernels/kernels.h"
+#include "runtime/threadpool.h"
 
 namespace py = pybind11;
 using namespace q35;

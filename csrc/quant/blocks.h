@@ -12,9 +12,6 @@ constexpr int QK8_0 = 32;  // Q8_0, Q4_0, IQ4_NL
 constexpr int QK_K = 256;  // k-quants, IQ4_XS, Q8_K
 constexpr int K_SCALE_SIZE = 12;
 
-// The IQ4_NL / IQ4_XS non-linear 4-bit grid.
-constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
 struct BlockQ8_0 {
   uint16_t d;         // f16 scale
   int8_t qs[QK8_0];   // y = d * qs

@@ -18,9 +18,10 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "quant.h"
-#include "quant_blocks.h"
-#include "quant_util.h"
+#include "quant/quant.h"
+#include "quant/blocks.h"
+#include "quant/grids.h"
+#include "quant/util.h"
 
 namespace q35 {
 

@@ -1,5 +1,10 @@
-// Tensor element types, declared once in a table of traits (as ggml's type_traits): block size,
-// block bytes, dequantize, quantize and the dot product against the activation type.
+// quant/: the weight formats. What lives here: the ggml type ids and the traits table (one entry
+// per type: block size, block bytes, reference dequantize / quantize / dot product; traits.cpp),
+// the block layouts (blocks.h) and lookup grids (grids.h), the scalar reference kernels
+// (ref.h, ref_*.cpp), the weight quantizers (quantize_*.cpp) and their least-squares fitting
+// (fit.h, util.h), and the scalar half-precision conversions (half.cpp).
+// Depends on: the C++ standard library only. Knows nothing of kernel sets, files or the model.
+//
 // A type that is only listed by size (compute functions null) can be read and validated in a
 // GGUF but not computed with; the model loader refuses it with a clear error.
 #pragma once
@@ -36,18 +41,20 @@ struct TypeTraits {
   // The weight quantizer: the careful (slow) scalar one, bit-exact with the gguf package where
   // that package can quantize the type. Used by the converter.
   from_float_fn from_float = nullptr;
-  // Row quantizer for activations (set for the vec_dot types Q8_0 and Q8_K): the fastest path
-  // of this CPU; SIMD paths may round ties differently from from_float.
+  // Row quantizer for activations (set for the vec_dot types Q8_0 and Q8_K). In the reference
+  // table the scalar one; in kernels/'s type_traits() the active ISA's, which may round ties
+  // differently from from_float.
   from_float_fn quantize_act = nullptr;
-  vec_dot_fn vec_dot = nullptr;  // the fastest path of this CPU (see kernels.h)
-  vec_dot4_fn vec_dot4 = nullptr;  // where the active ISA has one; else vec_dot row by row
+  vec_dot_fn vec_dot = nullptr;    // reference, or the active ISA's (kernels/kernels.h)
+  vec_dot4_fn vec_dot4 = nullptr;  // only in kernels/'s table, where the active ISA has one
   uint32_t vec_dot_type = T_F32;
   bool computable() const { return to_float && vec_dot; }
 };
 
-// Traits of a ggml type id, with the kernels of the active ISA; nullptr for ids ggml does not
-// define.
-const TypeTraits* type_traits(uint32_t type);
+// The reference traits of a ggml type id (scalar kernels); nullptr for ids ggml does not define.
+// What computes with a type takes kernels/'s type_traits() instead: the same entries with the
+// active ISA's kernels.
+const TypeTraits* ref_type_traits(uint32_t type);
 // Bytes of a row of ne0 elements (ne0 must be a multiple of the block size).
 inline size_t row_size(const TypeTraits& t, int64_t ne0) {
   return static_cast<size_t>(ne0 / t.blck_size) * t.type_size;

@@ -5,11 +5,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "quant.h"
-#include "quant_blocks.h"
-#include "quant_fit.h"
-#include "quant_ref.h"
-#include "quant_util.h"
+#include "quant/quant.h"
+#include "quant/blocks.h"
+#include "quant/fit.h"
+#include "quant/ref.h"
+#include "quant/util.h"
 
 namespace q35 {
 

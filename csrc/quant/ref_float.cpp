@@ -2,9 +2,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "quant_blocks.h"
-#include "quant.h"
-#include "quant_ref.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/ref.h"
 
 namespace q35 {
 // ---------------------------------------------------------------- F32

@@ -10,10 +10,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "quant.h"
-#include "quant_blocks.h"
-#include "quant_ref.h"
-#include "quant_util.h"
+#include "quant/quant.h"
+#include "quant/blocks.h"
+#include "quant/grids.h"
+#include "quant/ref.h"
+#include "quant/util.h"
 
 namespace q35 {
 

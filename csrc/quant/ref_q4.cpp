@@ -2,9 +2,10 @@
 // Dequantization follows spec 6.2 with the same float operations as gguf.quants (one product
 // per value), so the results are bit-identical. Dot products: integer sums inside a block, one
 // float multiply-add per block, as ggml does.
-#include "quant.h"
-#include "quant_blocks.h"
-#include "quant_ref.h"
+#include "quant/quant.h"
+#include "quant/blocks.h"
+#include "quant/grids.h"
+#include "quant/ref.h"
 
 namespace q35 {
 

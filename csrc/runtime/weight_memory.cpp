@@ -1,4 +1,4 @@
-#include "weight_memory.h"
+#include "runtime/weight_memory.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "threadpool.h"
+#include "runtime/threadpool.h"
 
 namespace q35 {
 

@@ -1,4 +1,11 @@
-// Helpers shared by the NEON kernel files (neon.cpp, neon_kquants.cpp). Included only from files
+// kernels/arm/: the aarch64 kernel set, NEON with the dot-product extension (Apple silicon,
+// Graviton, Linux arm64): float and 32-value block types and the activation quantizers
+// (neon.cpp), k-quants and IQ4_XS (neon_kquants.cpp). Compiled with -march=armv8.2-a+dotprod
+// (kernels/CMakeLists.txt) and used only where runtime/cpu.h finds sdot; tested on x86 under
+// qemu (tools/neon_check.sh).
+// Depends on: kernels/kernels.h, the shared templates beside it, quant/ (layouts, grids).
+//
+// This header: helpers shared by the NEON kernel files (neon.cpp, neon_kquants.cpp). Included only from files
 // compiled with -march=armv8.2-a+dotprod on aarch64.
 #pragma once
 
@@ -7,7 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 namespace q35 {
 namespace neon {

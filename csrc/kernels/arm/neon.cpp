@@ -4,39 +4,22 @@
 //
 // No i8mm (vmmlaq_s32) path: it multiplies two rows by two columns at once, and the kernel
 // interface (KernelSet::vec_dot) is one row by one column, where sdot is already the best fit.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
 
 #include <cmath>
 
-#include "quant_blocks.h"
-#include "simd/delta_step.h"
-#include "simd/neon_common.h"
-#if defined(__APPLE__)
-#include <sys/sysctl.h>
-#elif defined(__linux__)
-#include <asm/hwcap.h>
-#include <sys/auxv.h>
-#endif
+#include "quant/blocks.h"
+#include "quant/grids.h"
+#include "kernels/delta_step.h"
+#include "kernels/arm/arm.h"
+#include "runtime/cpu.h"
 
 namespace q35 {
 
 namespace {
-bool cpu_has_dotprod() {
-#if defined(__APPLE__)
-  // macOS 11 lacks the FEAT_* keys; every Apple arm64 chip (M1 / A14 on) has sdot.
-  int v = 0;
-  size_t len = sizeof(v);
-  if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, nullptr, 0) != 0) return true;
-  return v != 0;
-#elif defined(__linux__)
-  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#else
-  return false;
-#endif
-}
 
 using neon::dot32;
 using neon::h2f;
@@ -248,7 +231,7 @@ struct VNeon {
 }  // namespace
 
 bool fill_kernels_neon(KernelSet& ks) {
-  if (!cpu_has_dotprod()) return false;
+  if (!cpu_features().dotprod) return false;
   ks.vec_dot[T_F32] = f32_dot;
   ks.vec_dot[T_F16] = f16_dot;
   ks.vec_dot[T_BF16] = bf16_dot;

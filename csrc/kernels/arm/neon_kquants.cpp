@@ -6,16 +6,17 @@
 // subtracted from every weight.
 //
 // int32 cannot overflow: the largest per-super-block sum is Q6_K's 256 * 63 * 127 * 128 < 2^31.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
 
 #include <type_traits>
 
-#include "quant_blocks.h"
-#include "simd/neon_common.h"
-#include "simd/rows.h"
+#include "quant/blocks.h"
+#include "quant/grids.h"
+#include "kernels/arm/arm.h"
+#include "kernels/rows.h"
 
 namespace q35 {
 namespace neon {

@@ -5,13 +5,12 @@
 // Every dot product walks the whole row with vector accumulators and reduces them once at the end:
 // a decode matvec is bound by the bytes of weights it streams, so the per-block work must stay
 // below the memory time of a block.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <cpuid.h>
-
-#include "simd/delta_step.h"
-#include "simd/x86_util.h"
+#include "kernels/delta_step.h"
+#include "kernels/x86/x86.h"
+#include "runtime/cpu.h"
 
 namespace q35 {
 
@@ -269,16 +268,11 @@ struct V256 {
   static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
 };
 
-// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
-bool cpu_has_f16c() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
-}
-
 }  // namespace
 
 bool fill_kernels_avx2(KernelSet& ks) {
-  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())) return false;
+  const CpuFeatures& cpu = cpu_features();
+  if (!(cpu.avx2 && cpu.fma && cpu.f16c)) return false;
   ks.vec_dot[T_F32] = vec_dot_f32;
   ks.vec_dot[T_F16] = vec_dot_f16;
   ks.vec_dot[T_BF16] = vec_dot_bf16;

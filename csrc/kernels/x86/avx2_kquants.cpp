@@ -10,11 +10,11 @@
 //
 // int32 bounds per super-block (|y| <= 127): Q4_K 256*15*127*63 = 31M, Q5_K 63M, Q6_K per lane
 // 32*63*127*128 = 33M, Q3_K 7.3M, Q2_K 1.9M, IQ4_XS 256*127*127*32 = 132M; all far below 2^31.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include "simd/rows.h"
-#include "simd/x86_util.h"
+#include "kernels/rows.h"
+#include "kernels/x86/x86.h"
 
 namespace q35 {
 

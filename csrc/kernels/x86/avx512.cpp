@@ -2,14 +2,15 @@
 // with BW instructions; on a CPU with VNNI, avx512_vnni.cpp replaces the integer ones. The
 // activation quantizers stay with AVX2 (they run once per row of activations, not per weight).
 // Compiled with those -m flags on x86-64 only; nothing here runs unless the CPU reports them.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512DQ__)
 #include <cstdlib>
 
-#include "simd/avx512_kernels.h"
-#include "simd/delta_step.h"
+#include "kernels/x86/avx512_kernels.h"
+#include "kernels/delta_step.h"
+#include "runtime/cpu.h"
 
 namespace q35 {
 
@@ -102,15 +103,14 @@ struct V512 {
 bool vnni_wanted() {
   // QWEN35CPU_NO_VNNI=1 keeps the BW-only kernels on a VNNI CPU, so tests can check both sets.
   const char* off = std::getenv("QWEN35CPU_NO_VNNI");
-  return __builtin_cpu_supports("avx512vnni") && !(off && *off && *off != '0');
+  return cpu_features().avx512vnni && !(off && *off && *off != '0');
 }
 
 }  // namespace
 
 bool fill_kernels_avx512(KernelSet& ks) {
-  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
-    return false;
+  const CpuFeatures& cpu = cpu_features();
+  if (!(cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq)) return false;
   ks.vec_dot[T_F32] = vec_dot_f32;
   ks.vec_dot[T_F16] = vec_dot_f16;
   ks.vec_dot[T_BF16] = vec_dot_bf16;

@@ -15,8 +15,8 @@
 
 #include <type_traits>
 
-#include "simd/rows.h"
-#include "simd/x86_util.h"
+#include "kernels/rows.h"
+#include "kernels/x86/x86.h"
 
 namespace q35 {
 namespace x86 {

@@ -2,11 +2,11 @@
 // products into int32) and vpdpwssd (int16 pairs into int32, the madd and add in one). Compiled
 // with the AVX-512 flags plus -mavx512vnni; fill_kernels_avx512 calls this only when the CPU
 // reports VNNI.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512DQ__) && defined(__AVX512VNNI__)
-#include "simd/avx512_kernels.h"
+#include "kernels/x86/avx512_kernels.h"
 
 namespace q35 {
 

@@ -1,4 +1,12 @@
-// Helpers shared by the x86 kernel files (avx2*.cpp, avx512*.cpp). Every function here has
+// kernels/x86/: the x86-64 kernel sets. AVX2 + FMA + F16C (avx2.cpp: float and 32-value block
+// types, activation quantizers; avx2_kquants.cpp: k-quants and IQ4_XS), AVX-512 BW
+// (avx512.cpp) and AVX-512 VNNI (avx512_vnni.cpp), the integer AVX-512 kernels written once as
+// templates over the multiply-accumulate instruction (avx512_kernels.h). Each .cpp is compiled
+// with its own -m flags (kernels/CMakeLists.txt) and runs only after runtime/cpu.h says the CPU
+// has them. Adding a kernel for one ISA: its file here, one line in that set's fill function.
+// Depends on: kernels/kernels.h, the shared templates beside it, quant/ (layouts, grids).
+//
+// This header: helpers shared by the x86 kernel files (avx2*.cpp, avx512*.cpp). Every function here has
 // internal linkage (anonymous namespace): each file compiles its own copy with its own -m flags,
 // so the linker can never hand an AVX-512-compiled copy to the AVX2 path.
 //
@@ -24,8 +32,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "kernels.h"
-#include "quant_blocks.h"
+#include "kernels/kernels.h"
+#include "quant/blocks.h"
+#include "quant/grids.h"
 
 namespace q35 {
 namespace x86 {

@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels.h"
-#include "quant.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h"
 
 using namespace q35;
 

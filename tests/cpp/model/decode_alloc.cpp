@@ -12,7 +12,7 @@
 #include <new>
 #include <vector>
 
-#include "model.h"
+#include "model/session.h"
 
 namespace {
 std::atomic<long> g_allocs{0};

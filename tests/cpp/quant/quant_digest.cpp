@@ -9,9 +9,9 @@
 #include <limits>
 #include <vector>
 
-#include "kernels.h"
-#include "quant.h"
-#include "quant_blocks.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+#include "quant/blocks.h"
 
 using namespace q35;
 
