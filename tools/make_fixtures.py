@@ -118,7 +118,11 @@ def rerandomise(model: torch.nn.Module, seed: int) -> None:
             elif name.endswith("norm.weight"):
                 p.copy_(normal(p.shape, 0.3))  # RMSNorm1p: (1 + w)
             elif name.endswith("A_log"):
-                p.copy_(torch.log(torch.rand(p.shape, generator=g) * 7.5 + 0.5))
+                # The log in float64, rounded once to float32: torch's float32 log (MKL's vector
+                # math) gives other last bits on other CPU models, and A_log stays float32 in the
+                # checkpoint, so the weights would not rebuild byte for byte everywhere.
+                u = torch.rand(p.shape, generator=g) * 7.5 + 0.5
+                p.copy_(torch.from_numpy(np.log(u.double().numpy()).astype(np.float32)))
             elif name.endswith("dt_bias"):
                 p.copy_(normal(p.shape, 0.5))
             elif name.endswith("embed_tokens.weight"):

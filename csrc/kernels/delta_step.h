@@ -1,4 +1,4 @@
-// The DeltaNet recurrent step (kernels.h: delta_step_fn) over a vector type V, shared by the AVX2,
+// The DeltaNet recurrent step (kernels/kernels.h: delta_step_fn) over a vector type V, shared by the AVX2,
 // AVX-512 and NEON files, which each instantiate it with their own V (and -m flags):
 //   V::Reg; V::kW floats per register; V::kBlock registers per column block;
 //   zero, set1, load, store, fmadd(a, b, c) = a * b + c, mul, sum (horizontal), prefetch.

@@ -1,4 +1,4 @@
-// Scalar reference of the DeltaNet recurrent step (kernels.h: delta_step_fn): plain loops in the
+// Scalar reference of the DeltaNet recurrent step (kernels/kernels.h: delta_step_fn): plain loops in the
 // order of the formula, the baseline every SIMD version is tested against.
 #include "kernels/kernels.h"
 

@@ -1,5 +1,5 @@
 // Helpers of the kernels that take several activation rows at once (KernelSet::vec_dot4), shared
-// by the x86 and NEON files. Internal linkage, as in x86_util.h: each file compiles its own copy
+// by the x86 and NEON files. Internal linkage, as in x86/x86.h: each file compiles its own copy
 // with its own flags, so no copy built for one ISA can serve another.
 #pragma once
 

@@ -86,7 +86,7 @@ void deltanet_layer(const Model& M, const DeltaNetWeights& w, SeqState& st, int 
   //   S <- exp(g) S; delta = beta (v - S^T k); S <- S + k delta^T; o = S^T q
   // then the gated RMSNorm y = o / rms(o) * norm * silu(z). The state (64 heads x 64 KiB per
   // layer in the 397B model) is far larger than L2: the kernel streams it once and rewrites it
-  // from cache (kernels.h: delta_step_fn).
+  // from cache (kernels/kernels.h: delta_step_fn).
   float* y = buf(s.y, T * vdim);  // [T, nv*dv]
   float* dtmp = buf(s.dtmp, static_cast<size_t>(nv) * 2 * dv);
   const delta_step_fn step = active_kernels().delta_step;

@@ -1,7 +1,7 @@
 // Benchmark bindings timed in C++, so the numbers measure the kernels and the memory system, not
 // Python call overhead: a single-thread matvec (benchmarks/bench_kernels.py) and the machine's
 // multi-thread memory read bandwidth, the roofline decode is compared with (qwen35cpu bench).
-#include "python/bindings.h"
+#include "python/python.h"
 
 #include <pybind11/pybind11.h>
 #include <sys/mman.h>

@@ -1,7 +1,7 @@
 // Python view of the GGUF reader: _core.GgufFile, _core.TensorInfo and _core.GgufError.
 // Metadata strings are decoded with errors="replace": GGUF does not promise UTF-8, and a stray
 // byte in a tokenizer entry must not make the whole file unreadable from Python.
-#include "python/bindings.h"
+#include "python/python.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

@@ -1,5 +1,5 @@
 // Python bindings of the model and its sessions. Long calls release the GIL.
-#include "python/bindings.h"
+#include "python/python.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

@@ -1,6 +1,6 @@
 // Python bindings of the quantized types: quantize / dequantize rows, the dot-product kernels of
 // every supported ISA (for tests and benchmarks), and the multi-threaded quantizer the converter uses.
-#include "python/bindings.h"
+#include "python/python.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

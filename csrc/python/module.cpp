@@ -1,5 +1,5 @@
 // The qwen35cpu._core extension module. Each part binds itself; this file only wires them.
-#include "python/bindings.h"
+#include "python/python.h"
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "qwen35cpu C++ core: GGUF reader, quantized kernels and the qwen35moe forward pass";

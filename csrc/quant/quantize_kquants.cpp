@@ -1,4 +1,4 @@
-// Weight quantizers of the k-quants Q2_K..Q6_K (method: quant_fit.h). There is no byte-exact
+// Weight quantizers of the k-quants Q2_K..Q6_K (method: fit.h). There is no byte-exact
 // reference for these; the requirement is an RMSE no worse than ggml's reference quantizers
 // (benchmarks/bench_quant_error.py measures both). ggml weights its fits (|x|, x^2 or
 // mean|x|+|x|) and for Q2_K minimises absolute error; we minimise the plain squared error.

@@ -3,7 +3,7 @@
 // Q4_0 reproduces gguf.quants (= ggml's quantize_row_q4_0_ref) byte for byte: the scale maps the
 // signed element of largest magnitude to -8, and quants are truncations of x/d + 8.5.
 //
-// IQ4_NL and IQ4_XS have no byte reference; they minimise the squared error (quant_fit.h):
+// IQ4_NL and IQ4_XS have no byte reference; they minimise the squared error (fit.h):
 // candidate scales with nearest-level assignment and a least-squares solve, Lloyd steps, and
 // the final assignment redone with the scale as rounded to f16, the one the reader will use.
 #include <cmath>

@@ -1,7 +1,7 @@
 // The scalar reference kernels, one group per type: to_float (dequantize), from_float (the weight
 // quantizer, or the activation quantizer for Q8_K) and vec_dot against the type's activation
 // format. These are what the SIMD kernels are tested against, and what runs where no SIMD path
-// exists. Layouts: quant_blocks.h.
+// exists. Layouts: blocks.h.
 #pragma once
 
 #include <cstdint>

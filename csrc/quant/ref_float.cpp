@@ -1,4 +1,4 @@
-// Scalar reference kernels of the float types and Q8_0 (see quant_ref.h).
+// Scalar reference kernels of the float types and Q8_0 (see ref.h).
 #include <cmath>
 #include <cstring>
 

@@ -1,5 +1,5 @@
 // Scalar reference kernels of the 256-value super-block types: the k-quants Q2_K..Q6_K, IQ4_XS,
-// and their activation format Q8_K (see quant_ref.h, layouts in quant_blocks.h, spec 6.2/6.3).
+// and their activation format Q8_K (see ref.h, layouts in blocks.h, spec 6.2/6.3).
 //
 // Dequantization does, per value, exactly the float operations of gguf.quants (a sub-block factor
 // d*sc, one product with the quant, one subtraction of dmin*m), so results are bit-identical.

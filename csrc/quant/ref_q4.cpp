@@ -1,4 +1,4 @@
-// Scalar reference kernels of the 32-value 4-bit types Q4_0 and IQ4_NL (see quant_ref.h).
+// Scalar reference kernels of the 32-value 4-bit types Q4_0 and IQ4_NL (see ref.h).
 // Dequantization follows spec 6.2 with the same float operations as gguf.quants (one product
 // per value), so the results are bit-identical. Dot products: integer sums inside a block, one
 // float multiply-add per block, as ggml does.

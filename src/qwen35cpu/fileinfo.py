@@ -46,7 +46,7 @@ class FileReport:
     config: ModelConfig
     groups: dict[str, GroupStats]
     # Bytes per KV cache value: the core keeps F16 KV rows for files with quantized matrices (judged
-    # by blk.0.ffn_down_exps, as csrc/model.cpp does) and F32 rows for float files.
+    # by blk.0.ffn_down_exps, as csrc/model/weights.cpp does) and F32 rows for float files.
     kv_value_bytes: int = 4
 
     @property

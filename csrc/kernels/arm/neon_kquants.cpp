@@ -1,5 +1,5 @@
 // NEON (sdot) dot products of the k-quants and IQ4_XS against Q8_K activations (layouts: spec
-// section 6, quant_blocks.h). Common shape: per super-block of 256, integer sums of weight x
+// section 6, quant/blocks.h). Common shape: per super-block of 256, integer sums of weight x
 // activation per sub-block, times the sub-block's integer scale, accumulated in int32; then one
 // float multiply by the two super-block scales. Offsets (the -32 of Q6_K, the -4 of Q3_K, the
 // mins of Q2_K/Q4_K/Q5_K) are folded out with the activation block sums (bsums) instead of being

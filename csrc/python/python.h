@@ -2,7 +2,7 @@
 // module (module.cpp) and one file per part it exposes: GGUF files (bind_gguf.cpp), the model
 // and its sessions (bind_model.cpp), quantization and the kernels (bind_quant.cpp), and the
 // benchmarks timed in C++ (bind_bench.cpp). Exposing a function to Python: bind it in the part's
-// file (or a new bind_*.cpp, declared here and called from module.cpp).
+// file (or a new bind_*.cpp, declared in this header and called from module.cpp).
 // Depends on: every other folder of csrc/ and pybind11. Nothing else in csrc/ includes it.
 #pragma once
 
